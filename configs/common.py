@@ -1,0 +1,76 @@
+"""Defaults shared by every experiment config, and the `:variant` arguments.
+
+A config file calls `base_config()`, sets its own fields, then `apply_variants(config, arg)`,
+so `--config=configs/mnist_cnn.py:debug` or `:tpu,runlocal` work for every experiment.
+"""
+import ml_collections
+
+VARIANTS = ("debug", "runlocal", "gpu", "tpu")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Model (research/models.py looks it up by name).
+  c.model = "cnn"
+  c.mlp_hidden = (128,)
+  c.cnn_features = (32, 64)
+  c.cnn_kernel = 3
+  c.cnn_pool = 2
+  c.cnn_dense = ()
+  c.pool_impl = "reshape"  # "reduce_window" is nn.max_pool: same values, slower backward on CPU
+  c.half_precision = False
+
+  # Data (research/data.py).
+  c.dataset = "mnist"
+  c.data_dir = ""  # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
+
+  # Optimisation.
+  c.optimizer = "adam"
+  c.learning_rate = 1e-3
+  c.lr_schedule = "constant"  # or "cosine"
+  c.momentum = 0.9  # sgd only
+  c.batch_size = 128  # global, over all devices and hosts
+  c.eval_batch_size = 1000
+  c.num_epochs = 5
+  c.num_train_steps = -1  # > 0 overrides num_epochs
+  c.seed = 0
+
+  # Execution.
+  c.parallelism = "jit"  # "jit" (mesh over all devices), "pmap", or "single" (one device)
+  c.steps_per_call = 10  # train steps unrolled into one compiled call (compile time grows with it)
+  c.log_every_steps = 100  # a multiple of steps_per_call keeps chunks full
+  c.eval_every_epochs = 1
+  c.eval_train = True  # score the whole training split at the end (results.json train_accuracy)
+  c.debug = False  # NaN checks inside the step, compile logging
+
+  # Checkpoints (orbax, WORKDIR/checkpoints).
+  c.checkpoint_every_steps = 1000
+  c.max_checkpoints_to_keep = 2
+  return c
+
+
+def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies comma-separated variants: debug, runlocal, gpu, tpu."""
+  for name in filter(None, (arg or "").split(",")):
+    if name not in VARIANTS:
+      raise ValueError(f"unknown config variant {name!r}; choose from {VARIANTS}")
+    if name == "debug":  # a few steps, every one checked for NaNs, compiles logged
+      c.debug = True
+      c.num_train_steps = 20
+      c.log_every_steps = 1
+      c.steps_per_call = 1
+      c.checkpoint_every_steps = 10
+    elif name == "runlocal":  # a short real run for a laptop
+      c.num_train_steps = 200
+      c.checkpoint_every_steps = 100
+    elif name == "gpu":  # one GPU: bigger batches, fewer dispatches
+      c.batch_size = 512
+      c.learning_rate = 2e-3
+      c.steps_per_call = 117
+      c.eval_batch_size = 10000
+    elif name == "tpu":  # a TPU slice: global batch split over many chips, bf16 compute
+      c.batch_size = 1024
+      c.learning_rate = 3e-3
+      c.half_precision = True
+      c.eval_batch_size = 10000
+  return c

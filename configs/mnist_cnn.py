@@ -1,0 +1,10 @@
+"""The seed CNN on MNIST: Conv32 3x3 -> pool -> Conv64 3x3 -> pool -> Dense 10 (34,826 params)."""
+from configs import common
+
+
+def get_config(arg=None):
+  c = common.base_config()
+  c.model = "cnn"
+  c.num_epochs = 5
+  c.lr_schedule = "cosine"
+  return common.apply_variants(c, arg)

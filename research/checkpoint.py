@@ -1,0 +1,82 @@
+"""Orbax checkpoints of the whole train state in WORKDIR/checkpoints.
+
+The state is saved unreplicated, as host arrays (params, optimizer state, step, rng), so a
+checkpoint written by any parallel flavour or device count restores into any other. The data
+order is a pure function of (seed, epoch, step), so the step is all it takes to resume it.
+"""
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import serialization
+
+from research import UserError
+
+
+class Checkpointer:
+
+  def __init__(self, workdir: str, max_to_keep: int = 2, async_save: bool = True):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, host_state) -> None:
+    """Starts writing `host_state` (numpy leaves); returns before the write is committed."""
+    try:
+      self._manager.save(int(step), args=ocp.args.StandardSave(
+          serialization.to_state_dict(host_state)))
+    except OSError as e:
+      raise UserError(f"cannot write checkpoint to {self.directory}: {e}") from None
+
+  def wait(self) -> None:
+    try:
+      self._manager.wait_until_finished()
+    except OSError as e:
+      raise UserError(f"cannot write checkpoint to {self.directory}: {e}") from None
+
+  def restore(self, template, step: int | None = None):
+    """Restores `step` (default: the newest that reads back whole) into `template`'s structure.
+
+    Returns (state, step), or (None, None) when there is no checkpoint. A newest checkpoint that
+    is truncated or corrupt is skipped with a warning; if none reads back, UserError.
+    """
+    steps = self.steps()
+    if step is not None:
+      if step not in steps:
+        raise UserError(f"no checkpoint for step {step} in {self.directory}; have {steps or 'none'}")
+      steps = [step]
+    target = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype),
+                          serialization.to_state_dict(template))
+    for s in reversed(steps):
+      try:
+        restored = self._manager.restore(s, args=ocp.args.StandardRestore(target))
+        restored = jax.tree.map(np.asarray, restored)
+        _check_shapes(target, restored)
+        return serialization.from_state_dict(template, restored), s
+      except Exception as e:  # truncated, files removed, unreadable metadata ...
+        logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); trying an older one",
+                        s, self.directory, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+    if steps:
+      raise UserError(f"no readable checkpoint in {self.directory} (tried steps {steps})")
+    return None, None
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _check_shapes(target, restored):
+  flat_t = jax.tree_util.tree_flatten_with_path(target)[0]
+  flat_r = jax.tree_util.tree_flatten_with_path(restored)[0]
+  if len(flat_t) != len(flat_r):
+    raise ValueError("checkpoint has a different structure")
+  for (path, t), (_, r) in zip(flat_t, flat_r):
+    if np.shape(t) != np.shape(r):
+      raise ValueError(f"{jax.tree_util.keystr(path)}: shape {np.shape(r)} != {np.shape(t)}")

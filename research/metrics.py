@@ -1,0 +1,62 @@
+"""What a run writes into its workdir (process 0 only): config.json, metrics.jsonl,
+TensorBoard event files and results.json."""
+import json
+import os
+import time
+
+
+class MetricWriter:
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.workdir = workdir
+    self.enabled = enabled
+    self._tb = None
+    self._jsonl = None
+    if enabled:
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+  def _tensorboard(self):
+    if self._tb is None:
+      from flax.metrics import tensorboard  # imports tensorflow; only process 0 pays for it
+      self._tb = tensorboard.SummaryWriter(os.path.join(self.workdir, "tensorboard"))
+    return self._tb
+
+  def write_config(self, config) -> None:
+    if self.enabled:
+      _atomic_write(os.path.join(self.workdir, "config.json"), config.to_json_best_effort(indent=2))
+
+  def write(self, split: str, step: int, values: dict) -> None:
+    """One JSON line {"split", "step", "time", **values} and one scalar per value."""
+    if not self.enabled:
+      return
+    self._jsonl.write(json.dumps({"split": split, "step": int(step), "time": time.time(),
+                                  **{k: float(v) for k, v in values.items()}}) + "\n")
+    self._jsonl.flush()
+    tb = self._tensorboard()
+    for k, v in values.items():
+      tb.scalar(f"{split}/{k}", float(v), int(step))
+
+  def write_results(self, results: dict) -> None:
+    if self.enabled:
+      _atomic_write(os.path.join(self.workdir, "results.json"), json.dumps(results, indent=2))
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    if self._tb is not None:
+      self._tb.flush()
+      self._tb.close()
+      self._tb = None
+
+
+def _atomic_write(path: str, text: str) -> None:
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text + "\n")
+  os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,106 @@
+"""Flax Linen models looked up by name from the config.
+
+The seed models of `../shared/seeds/`:
+  mlp  Flatten -> Dense(128, relu) -> Dense(10)              101,770 params
+  cnn  Conv 32 3x3 relu -> MaxPool 2 -> Conv 64 3x3 relu
+       -> MaxPool 2 -> Flatten -> Dense(10)                  34,826 params
+  lcn  the cnn's layout with nn.ConvLocal: same receptive fields, no weight sharing.
+"""
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from research import UserError
+
+
+def max_pool(x: jax.Array, window: int) -> jax.Array:
+  """Non-overlapping VALID max pooling (stride == window) as a reshape + max.
+
+  Same values as `nn.max_pool(x, (w, w), strides=(w, w))`: the trailing rows and columns
+  that do not fill a window are dropped. XLA:CPU differentiates a reduce-max far faster than
+  the select-and-scatter that `reduce_window` lowers to (see README, performance).
+  """
+  if window == 1:
+    return x
+  n, h, w, c = x.shape
+  hh, ww = h // window, w // window
+  x = x[:, :hh * window, :ww * window, :]
+  x = x.reshape(n, hh, window, ww, window, c)
+  return x.max(axis=(2, 4))
+
+
+class MLP(nn.Module):
+  """Dense layers on the flattened input."""
+  hidden: Sequence[int] = (128,)
+  num_classes: int = 10
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape((x.shape[0], -1))
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+
+class CNN(nn.Module):
+  """Conv (VALID) -> relu -> max pool blocks, then optional Dense layers, then the classifier.
+
+  `local=True` swaps nn.Conv for nn.ConvLocal: every output position gets its own filter.
+  """
+  features: Sequence[int] = (32, 64)
+  kernel_size: int = 3
+  pool: int = 2
+  dense: Sequence[int] = ()
+  num_classes: int = 10
+  local: bool = False
+  pool_impl: str = "reshape"  # or "reduce_window" (nn.max_pool); same values
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    layer = nn.ConvLocal if self.local else nn.Conv
+    for width in self.features:
+      k = (self.kernel_size, self.kernel_size)
+      x = nn.relu(layer(width, k, padding="VALID", dtype=self.dtype)(x))
+      if self.pool_impl == "reshape":
+        x = max_pool(x, self.pool)
+      else:
+        x = nn.max_pool(x, (self.pool, self.pool), strides=(self.pool, self.pool))
+    x = x.reshape((x.shape[0], -1))
+    for width in self.dense:
+      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+
+def _mlp(config, num_classes, dtype):
+  return MLP(hidden=tuple(config.mlp_hidden), num_classes=num_classes, dtype=dtype)
+
+
+def _cnn(config, num_classes, dtype, local=False):
+  return CNN(features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
+             pool=config.cnn_pool, dense=tuple(config.cnn_dense), num_classes=num_classes,
+             local=local, pool_impl=config.pool_impl, dtype=dtype)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "lcn": lambda config, num_classes, dtype: _cnn(config, num_classes, dtype, local=True),
+}
+
+
+def create_model(config, num_classes: int) -> nn.Module:
+  """The model named by `config.model`, built from the config's width fields."""
+  if config.model not in MODELS:
+    raise UserError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
+  if config.pool_impl not in ("reshape", "reduce_window"):
+    raise UserError(f"unknown pool_impl {config.pool_impl!r}; choose 'reshape' or 'reduce_window'")
+  dtype = jnp.bfloat16 if config.half_precision else jnp.float32
+  return MODELS[config.model](config, num_classes, dtype)
+
+
+def count_params(params) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(params))

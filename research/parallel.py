@@ -1,0 +1,126 @@
+"""Where the steps run: one device, `jax.jit` over a 1-D 'data' mesh, or `jax.pmap`.
+
+Every flavour runs the same pure functions from research/train.py and sees the same global
+batches, so they agree to float32 rounding (tests/test_parallel.py). The datasets live on the
+devices as uint8 (replicated); the host sends only the int32 example indices of each batch, and
+each process sends only its own share of those indices (its slice of the global batch).
+
+Pick `jit` (the default) for new work: it is JAX's recommended path, works unchanged from one
+CPU to a TPU pod, and lets XLA place the collectives. Pick `pmap` when you want the explicit
+per-device program (`lax.pmean` over a named axis) that older code and papers use; JAX keeps it
+in maintenance mode and, since 0.10, builds it on jit + shard_map.
+"""
+import functools
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from research import UserError
+
+AXIS = "data"
+
+
+def host_slice(global_idx: np.ndarray) -> np.ndarray:
+  """This process's contiguous share of the batch axis (the last axis) of `global_idx`."""
+  per = global_idx.shape[-1] // jax.process_count()
+  start = jax.process_index() * per
+  return global_idx[..., start:start + per]
+
+
+def _local_copy(x):
+  """A numpy copy of a replicated (possibly multi-host) array."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    x = x.addressable_data(0)
+  return np.asarray(jax.device_get(x))
+
+
+class MeshRunner:
+  """`jax.jit` over a 1-D mesh: state and data replicated, batch indices split over 'data'.
+
+  With one device this is the plain single-device jit step (`parallelism='single'`).
+  """
+
+  def __init__(self, devices, train_chunk, eval_step):
+    self.mesh = Mesh(np.asarray(devices), (AXIS,))
+    self.num_devices = len(devices)
+    self._repl = NamedSharding(self.mesh, P())
+    self._split = NamedSharding(self.mesh, P(None, AXIS))
+    self._train = jax.jit(train_chunk, donate_argnums=0, out_shardings=self._repl)
+    self._eval = jax.jit(eval_step, out_shardings=self._repl)
+
+  def _global(self, sharding, local):
+    return jax.make_array_from_process_local_data(sharding, np.asarray(local))
+
+  def put_replicated(self, tree):
+    return jax.tree.map(lambda x: self._global(self._repl, x), tree)
+
+  def get(self, tree):
+    return jax.tree.map(_local_copy, tree)
+
+  def _indices(self, global_idx):
+    return self._global(self._split, host_slice(global_idx))
+
+  def train(self, state, data, global_idx, num_steps):
+    n = self._global(self._repl, np.int32(num_steps))
+    return self._train(state, *data, self._indices(global_idx), n)
+
+  def evaluate(self, params, data, global_idx, global_mask):
+    """Sums of the eval step over batches idx[b], mask[b] ([num_batches, eval_batch])."""
+    idx, mask = self._indices(global_idx), self._indices(global_mask)
+    sums = [self._eval(params, *data, idx[b], mask[b]) for b in range(idx.shape[0])]
+    return jax.tree.map(lambda *x: sum(x), *sums)
+
+
+class PmapRunner:
+  """`jax.pmap` over this process's devices; the steps `lax.pmean`/`psum` over axis 'data'.
+
+  State and data carry a leading local-device axis; batch indices are laid out per device.
+  """
+
+  def __init__(self, train_chunk, eval_step):
+    self.local_devices = jax.local_devices()
+    self.num_devices = jax.device_count()
+    self._local_mesh = Mesh(np.asarray(self.local_devices), (AXIS,))
+    self._stacked = NamedSharding(self._local_mesh, P(AXIS))
+    self._train = jax.pmap(functools.partial(train_chunk, axis_name=AXIS), axis_name=AXIS,
+                           donate_argnums=0)
+    self._eval = jax.pmap(functools.partial(eval_step, axis_name=AXIS), axis_name=AXIS)
+
+  def put_replicated(self, tree):
+    n = len(self.local_devices)
+    return jax.tree.map(
+        lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)),
+                                 self._stacked), tree)
+
+  def get(self, tree):
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x[0])), tree)
+
+  def _per_device(self, global_idx):
+    """[..., B] -> [local devices, ..., B / devices], device d of this process gets slice d."""
+    local = host_slice(global_idx)
+    n = len(self.local_devices)
+    local = local.reshape(local.shape[:-1] + (n, local.shape[-1] // n))
+    return jax.device_put(np.moveaxis(local, -2, 0), self._stacked)
+
+  def train(self, state, data, global_idx, num_steps):
+    n = np.full((len(self.local_devices),), num_steps, np.int32)
+    return self._train(state, *data, self._per_device(global_idx), n)
+
+  def evaluate(self, params, data, global_idx, global_mask):
+    idx, mask = self._per_device(global_idx), self._per_device(global_mask)
+    sums = [self._eval(params, *data, idx[:, b], mask[:, b]) for b in range(idx.shape[1])]
+    return jax.tree.map(lambda *x: sum(x), *sums)
+
+
+def make_runner(parallelism: str, train_chunk, eval_step):
+  if parallelism == "jit":
+    return MeshRunner(jax.devices(), train_chunk, eval_step)
+  if parallelism == "single":
+    if jax.process_count() > 1:
+      raise UserError("parallelism='single' runs on one device; use 'jit' or 'pmap' with "
+                      f"{jax.process_count()} processes")
+    return MeshRunner(jax.local_devices()[:1], train_chunk, eval_step)
+  if parallelism == "pmap":
+    return PmapRunner(train_chunk, eval_step)
+  raise UserError(f"unknown parallelism {parallelism!r}; choose 'jit', 'pmap' or 'single'")

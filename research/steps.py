@@ -1,0 +1,85 @@
+"""Pure step functions: no flags, no devices, no I/O. research/parallel.py places them.
+
+A train "chunk" runs up to `steps_per_call` train steps in one compiled call.
+Batches are gathered on the device from the uint8 dataset by their int32 example indices.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  rng: jax.Array  # raw uint32[2] key; step s draws its randomness from fold_in(rng, s)
+
+
+def normalize(images_u8):
+  return images_u8.astype(jnp.float32) / 255.0
+
+
+def cross_entropy(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+
+
+def make_train_step(augment=None):
+  """One optimizer step on a uint8 batch. `augment(key, x)` transforms the float batch."""
+
+  def train_step(state, images, labels, axis_name=None):
+    x = normalize(images)
+    if augment is not None:
+      x = augment(jax.random.fold_in(state.rng, state.step), x)
+
+    def loss_fn(params):
+      logits = state.apply_fn({"params": params}, x)
+      return cross_entropy(logits, labels).mean(), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    accuracy = (logits.argmax(-1) == labels).mean()
+    if axis_name is not None:  # pmap: every device holds an equal share of the global batch
+      grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
+    return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
+
+  return train_step
+
+
+def make_train_chunk(train_step, steps_per_call):
+  """(state, images, labels, idx[steps_per_call, B], num_steps) -> (state, metrics[steps_per_call]).
+
+  The steps are unrolled into one straight-line program: XLA:CPU runs a convolution's backward
+  pass several times slower inside a while-loop body (a rolled `scan`/`fori_loop`) than outside.
+  Steps i >= num_steps compute but keep the old state (a select), so a short last chunk before
+  an epoch end or a checkpoint reuses the same compiled program.
+  """
+
+  def train_chunk(state, images, labels, idx, num_steps, axis_name=None):
+    all_metrics = []
+    for i in range(steps_per_call):
+      batch = idx[i]
+      new_state, metrics = train_step(state, images[batch], labels[batch], axis_name)
+      active = i < num_steps
+      state = jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, state)
+      all_metrics.append(metrics)
+    return state, jax.tree.map(lambda *m: jnp.stack(m).astype(jnp.float32), *all_metrics)
+
+  return train_chunk
+
+
+def make_eval_step(apply_fn):
+  """(params, images, labels, idx[eb], mask[eb]) -> summed loss, correct and count of a batch.
+
+  Padding examples carry mask 0, so every real example is counted exactly once.
+  """
+
+  def eval_step(params, images, labels, idx, mask, axis_name=None):
+    logits = apply_fn({"params": params}, normalize(images[idx]))
+    y = labels[idx]
+    totals = {
+        "loss_sum": (cross_entropy(logits, y) * mask).sum(),
+        "correct": ((logits.argmax(-1) == y) * mask).sum(dtype=jnp.int32),
+        "count": mask.sum(dtype=jnp.int32),
+    }
+    if axis_name is not None:
+      totals = jax.lax.psum(totals, axis_name)
+    return totals
+
+  return eval_step

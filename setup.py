@@ -1,0 +1,31 @@
+"""Dense vs Conv: a JAX/Flax study of what convolution buys over a dense layer."""
+from setuptools import find_packages, setup
+
+setup(
+    name="dense-vs-conv",
+    version="0.1.0",
+    description="Flax Dense and Conv models on MNIST and friends: jit/pmap steps, orbax checkpoints, ablations.",
+    packages=find_packages(include=["research", "research.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        # jax 0.10.x on Python 3.11 (CPU box), 0.11.x on the 3.12 GPU/TPU machines.
+        "jax>=0.10,<0.12",
+        "flax>=0.12,<0.14",
+        "optax>=0.2.5,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "tensorflow-cpu>=2.20,<2.23",  # TFDS needs TF to prepare and read datasets
+        "tensorflow-datasets>=4.9.8,<5",
+        "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
+        "tensorboard>=2.20,<2.23",  # tensorflow-cpu 2.21 does not bring it; we write event files
+        "absl-py>=2.0,<3",
+        "ml-collections>=1.0,<2",
+        "numpy>=1.26",
+        "matplotlib>=3.8",
+        "scikit-learn>=1.4",  # a real tabular dataset that ships on disk (breast cancer)
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        # The seeds' Keras code, run side by side in scripts/benchmark.py (tensorflow-cpu brings keras 3).
+        "bench": ["psutil"],
+    },
+)
