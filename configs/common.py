@@ -46,6 +46,19 @@ def base_config() -> ml_collections.ConfigDict:
   # Checkpoints (orbax, WORKDIR/checkpoints).
   c.checkpoint_every_steps = 1000
   c.max_checkpoints_to_keep = 2
+
+  # --- Experiment transforms (research/transforms.py) ---
+  # Applied deterministically to the dataset before training; the defaults change nothing.
+  c.pixel_permutation = "none"  # "train_test": one fixed pixel shuffle; "test": test images only
+  c.permutation_seed = 0  # the fixed permutation's own seed (independent of c.seed)
+  c.random_labels = 0.0  # fraction of training labels replaced by uniform random classes
+  c.random_pixels = False  # a different pixel permutation for every image
+  c.gaussian_images = False  # images replaced by Gaussian noise with the data's mean and std
+  c.canvas_size = 0  # > 0: digits pasted at random positions of a larger black canvas
+  c.test_shift = (0, 0)  # (dy, dx) fixed shift of the test images, zero filled
+  c.train_subset = 0  # > 0: train on a fixed random subset of this many examples
+  c.transform_seed = 0  # seed of the random labels/pixels/noise/canvas/subset choices
+  c.augment_shift = 0  # > 0: random shifts in [-k, k] px of every training batch (on device)
   return c
 
 

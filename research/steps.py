@@ -13,8 +13,11 @@ class TrainState(train_state.TrainState):
   rng: jax.Array  # raw uint32[2] key; step s draws its randomness from fold_in(rng, s)
 
 
-def normalize(images_u8):
-  return images_u8.astype(jnp.float32) / 255.0
+def normalize(images):
+  """uint8 images -> float32 in [0, 1]; float inputs (tabular data, Gaussian images) as they are."""
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
 
 
 def cross_entropy(logits, labels):
