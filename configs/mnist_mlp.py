@@ -5,6 +5,6 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config()
   c.model = "mlp"
-  c.num_epochs = 10
+  c.num_epochs = 20  # cheap: ~17 s on 2 CPU cores; 10 epochs stop at ~97.3%
   c.lr_schedule = "cosine"
   return common.apply_variants(c, arg)

@@ -77,6 +77,33 @@ def load_tfds(name: str, data_dir: str = "") -> Dataset:
                  num_classes=int(info.features["label"].num_classes))
 
 
+@functools.lru_cache(maxsize=2)
+def load_breast_cancer(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+  """A real tabular dataset with no spatial structure: sklearn's Wisconsin breast cancer data.
+
+  569 examples of 30 features (it ships with scikit-learn, no download), split into a fixed
+  stratified train/test split, standardized with the training split's mean and std. Inputs are
+  float32 [N, 1, 30, 1] (one 'row' of 30 values), labels 0/1.
+  """
+  from sklearn.datasets import load_breast_cancer as sk_load
+  bunch = sk_load()
+  x, y = bunch.data.astype(np.float64), bunch.target.astype(np.int32)
+  rng = np.random.default_rng(seed)
+  test = np.zeros(len(y), bool)
+  for label in np.unique(y):  # stratified: the same class balance in both splits
+    idx = rng.permutation(np.flatnonzero(y == label))
+    test[idx[:int(round(test_fraction * len(idx)))]] = True
+  mean, std = x[~test].mean(0), x[~test].std(0) + 1e-8
+  x = ((x - mean) / std).astype(np.float32).reshape(len(y), 1, -1, 1)
+  return Dataset(name="breast_cancer", train_images=x[~test], train_labels=y[~test],
+                 test_images=x[test], test_labels=y[test], num_classes=2)
+
+
+TABULAR = {"breast_cancer": load_breast_cancer}
+
+
 def load_dataset(config) -> Dataset:
-  """The dataset named by `config.dataset`."""
+  """The dataset named by `config.dataset`: a tabular one of TABULAR, else a TFDS name."""
+  if config.dataset in TABULAR:
+    return TABULAR[config.dataset]()
   return load_tfds(config.dataset, config.data_dir)

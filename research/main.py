@@ -1,7 +1,11 @@
 """Entry point: `python -m research.main --config=configs/mnist_cnn.py --workdir=DIR`.
 
-Intentionally thin: flags, optional jax.distributed, then train.train_and_evaluate.
+Intentionally thin: flags, optional jax.distributed, then one call into research.train.
 Any config field can be overridden, e.g. `--config.learning_rate=3e-4`.
+
+Multi-host: on Cloud TPU VMs pass `--distributed` (JAX finds the coordinator itself); elsewhere
+start one process per host with `--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I` (see README, "Running on TPU and GPU").
 """
 import os
 import sys
@@ -15,6 +19,16 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variants]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                  "train (resumes from WORKDIR's newest checkpoint) or eval (score a checkpoint).")
+flags.DEFINE_integer("checkpoint_step", None, "With --mode=eval: the step to evaluate (default newest).")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detects TPU VMs).")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-process runs).")
+flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+flags.DEFINE_integer("heartbeat_timeout", 60,
+                     "Seconds without a heartbeat after which a multi-process run gives up on a peer.")
+flags.DEFINE_string("cpu_collectives", "gloo", "CPU collectives for multi-process CPU runs.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -26,13 +40,31 @@ class _QuietLibraries:
     return record.levelno >= 30 or not noisy
 
 
+def _init_distributed():
+  if not (FLAGS.distributed or FLAGS.coordinator_address):
+    return
+  import jax
+  if FLAGS.cpu_collectives:
+    jax.config.update("jax_cpu_collectives_implementation", FLAGS.cpu_collectives)
+  jax.distributed.initialize(
+      coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+      process_id=FLAGS.process_id, heartbeat_timeout_seconds=FLAGS.heartbeat_timeout,
+      initialization_timeout=max(FLAGS.heartbeat_timeout, 60))
+  logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
   from research import UserError, train
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    _init_distributed()
+    if FLAGS.mode == "eval":
+      train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint_step)
+    else:
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
@@ -42,8 +74,27 @@ def main(argv):
     sys.exit(3)
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, with one error line (not a traceback) for a bad config or override."""
+  try:
+    argv = FLAGS(argv)
+    if FLAGS["config"].present or FLAGS.config is not None:
+      FLAGS.config.keys()  # ml_collections defers a config file's load error until first use
+    return argv
+  except flags.Error as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    message = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+  except (AttributeError, KeyError) as e:  # ml_collections: an override of an unknown field
+    message = f"unknown config field {str(e).strip(chr(34))} (see configs/common.py for the fields)"
+  except (OSError, ValueError, TypeError, SyntaxError, ImportError) as e:  # config file problems
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    message = f"cannot load --config: {' '.join(lines[-2:]) if lines else type(e).__name__}"
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
 def run():
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,10 @@ class MetricWriter:
     for k, v in values.items():
       tb.scalar(f"{split}/{k}", float(v), int(step))
 
-  def write_results(self, results: dict) -> None:
-    if self.enabled:
-      _atomic_write(os.path.join(self.workdir, "results.json"), json.dumps(results, indent=2))
+  def write_json(self, name: str, obj: dict, force: bool = False) -> None:
+    """Writes WORKDIR/name atomically (process 0, or any process with force=True)."""
+    if self.enabled or force:
+      _atomic_write(os.path.join(self.workdir, name), json.dumps(obj, indent=2))
 
   def close(self) -> None:
     if self._jsonl is not None:

@@ -92,12 +92,56 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def create_model(config, num_classes: int) -> nn.Module:
-  """The model named by `config.model`, built from the config's width fields."""
+class Conv1DNet(nn.Module):
+  """Conv1D (VALID) -> relu -> max pool blocks over the flattened features, then the classifier.
+
+  For data without spatial structure (tabular): the input [N, ...] is read as a sequence of
+  its flattened values, one channel, so the kernel slides over neighbouring columns.
+  """
+  features: Sequence[int] = (16, 32)
+  kernel_size: int = 3
+  pool: int = 2
+  num_classes: int = 2
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape((x.shape[0], -1, 1))
+    for width in self.features:
+      x = nn.relu(nn.Conv(width, (self.kernel_size,), padding="VALID", dtype=self.dtype)(x))
+      if self.pool > 1:
+        n, length, c = x.shape
+        x = x[:, :length // self.pool * self.pool].reshape(n, length // self.pool, self.pool, c)
+        x = x.max(axis=2)
+    x = x.reshape((x.shape[0], -1))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+
+# Added for the Dense vs Conv studies (scripts/study_tabular.py): a 1-D conv net on a flat vector.
+MODELS["cnn1d"] = lambda config, num_classes, dtype: Conv1DNet(
+    features=tuple(config.cnn_features), kernel_size=config.cnn_kernel, pool=config.cnn_pool,
+    num_classes=num_classes, dtype=dtype)
+
+
+def check_config(config) -> None:
+  """Raises UserError for a model name or option the registry does not know."""
   if config.model not in MODELS:
     raise UserError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
+  for field in ("mlp_hidden", "cnn_features", "cnn_dense"):
+    widths = config[field]
+    if not isinstance(widths, (tuple, list)) or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+      raise UserError(f"{field} must be a tuple of positive ints, e.g. (32, 64); got {widths!r}")
+  for field in ("cnn_kernel", "cnn_pool"):
+    if config[field] <= 0:
+      raise UserError(f"{field} must be positive, got {config[field]}")
   if config.pool_impl not in ("reshape", "reduce_window"):
     raise UserError(f"unknown pool_impl {config.pool_impl!r}; choose 'reshape' or 'reduce_window'")
+
+
+def create_model(config, num_classes: int) -> nn.Module:
+  """The model named by `config.model`, built from the config's width fields."""
+  check_config(config)
   dtype = jnp.bfloat16 if config.half_precision else jnp.float32
   return MODELS[config.model](config, num_classes, dtype)
 

@@ -99,7 +99,8 @@ def expand(spec: dict, set_overrides: dict | None = None, seeds=None) -> list[Ru
   runs = []
   for point in grid:
     model, condition = point["model"], point["condition"]
-    for seed in (seeds if seeds is not None else spec["seeds"]):
+    model_seeds = spec.get("model_seeds", {}).get(model, spec["seeds"])
+    for seed in (seeds if seeds is not None else model_seeds):
       overrides = {**spec.get("common", {}), **spec["models"][model],
                    **spec["conditions"][condition], **(set_overrides or {}), "seed": int(seed)}
       overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
@@ -209,14 +210,20 @@ def run_evals(spec: dict, runs: list[Run], rows: list[dict], runs_dir: str, stud
   """Rows for the spec's `evals`: trained params of condition `from`, scored on variants."""
   out = []
   by_run = {r["workdir"]: r for r in rows}
+  evaluators = {}
   for name, ev in spec.get("evals", {}).items():
+    sources = ev["from"] if isinstance(ev["from"], (list, tuple)) else [ev["from"]]
     for run in runs:
-      if run.condition != ev["from"] or ("models" in ev and run.model not in ev["models"]):
+      if run.condition not in sources or ("models" in ev and run.model not in ev["models"]):
         continue
       base_row = by_run[os.path.join(runs_dir, run.name)]
-      res = Evaluator(run, runs_dir).evaluate(ev["test"], name)
-      row = {**base_row, "condition": name, "test_accuracy": res["test_accuracy"],
-             "test_loss": res["test_loss"], "trained_as": run.condition}
+      if run.name not in evaluators:
+        evaluators = {run.name: Evaluator(run, runs_dir)}  # one compiled model at a time
+      res = evaluators[run.name].evaluate(ev["test"], name)
+      row = {**base_row, "condition": run.condition if ev.get("keep_condition") else name,
+             "eval": name, "test_accuracy": res["test_accuracy"], "test_loss": res["test_loss"],
+             "trained_as": run.condition, "train_accuracy": None, "train_loss": None,
+             **ev.get("fields", {})}
       out.append(row)
       log(f"  eval {run.model:4s} {name:22s} seed {run.seed}: test {res['test_accuracy']:.4f}  "
           f"(params of {run.name})")

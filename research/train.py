@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from research import UserError, checkpoint, data, models, parallel, steps
+from research import UserError, checkpoint, data, models, parallel, steps, transforms
 from research.metrics import MetricWriter
 
 
@@ -133,64 +133,110 @@ def _next_boundary(step, total, config, steps_per_epoch):
   return min(ends)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config`'s model, evaluating and checkpointing into `workdir`; returns results."""
-  workdir = prepare_workdir(workdir)
-  if config.debug:
-    jax.config.update("jax_debug_nans", True)
-    jax.config.update("jax_log_compiles", True)
-  num_devices = 1 if config.parallelism == "single" else jax.device_count()
-  validate(config, num_devices, jax.process_count())
-  ds = data.load_dataset(config)
-  model = models.create_model(config, ds.num_classes)
+# Fields that may change between a run and its resumption: they do not change the numbers.
+RESUMABLE_FIELDS = frozenset({
+    "parallelism", "steps_per_call", "log_every_steps", "checkpoint_every_steps",
+    "max_checkpoints_to_keep", "eval_batch_size", "eval_every_epochs", "eval_train", "debug",
+    "data_dir"})
 
-  n_train = len(ds.train_labels)
-  steps_per_epoch = n_train // config.batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f"batch_size {config.batch_size} exceeds the {n_train} training examples")
-  total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
 
-  host_state = create_train_state(config, model, ds.image_shape, total)
-  num_params = models.count_params(host_state.params)
-  train_step = steps.make_train_step()
-  runner = parallel.make_runner(
-      config.parallelism, steps.make_train_chunk(train_step, config.steps_per_call),
-      steps.make_eval_step(model.apply))
-  eval_batch = -(-config.eval_batch_size // runner.num_devices) * runner.num_devices
+def check_compatible(config, workdir: str) -> None:
+  """Refuses a workdir whose saved config would train something else (nothing is written)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  current = json.loads(config.to_json_best_effort())
+  differing = sorted(k for k in set(saved) | set(current)
+                     if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k))
+  if differing:
+    detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differing[:6])
+    raise UserError(f"workdir {workdir} holds a run with a different config ({detail}); "
+                    "use a new --workdir or the same config")
 
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  writer.write_config(config)
-  ckpt = checkpoint.Checkpointer(workdir, config.max_checkpoints_to_keep)
-  restored, start = ckpt.restore(host_state)
-  if restored is not None:
-    host_state = restored
-    logging.info("resumed from the checkpoint at step %d in %s", start, ckpt.directory)
-  start = int(host_state.step)
 
-  state = runner.put_replicated(host_state)
-  train_data = runner.put_replicated((ds.train_images, ds.train_labels))
-  test_data = runner.put_replicated((ds.test_images, ds.test_labels))
-  test_idx = eval_indices(len(ds.test_labels), eval_batch)
+class Experiment:
+  """Everything a run needs, built once: data on the devices, model, runner, checkpoints."""
 
-  def evaluate(data_, idx_mask):
-    totals = runner.get(runner.evaluate(state.params, data_, *idx_mask))
+  def __init__(self, config, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    if config.debug:
+      jax.config.update("jax_debug_nans", True)
+      jax.config.update("jax_log_compiles", True)
+    num_devices = 1 if config.parallelism == "single" else jax.device_count()
+    validate(config, num_devices, jax.process_count())
+    models.check_config(config)
+    create_optimizer(config, 1)  # unknown optimizer or schedule: fail before loading data
+    ds = data.load_dataset(config)
+    ds = transforms.apply(config, ds)
+    self.dataset = ds
+    self.model = models.create_model(config, ds.num_classes)
+    self.n_train = len(ds.train_labels)
+    self.steps_per_epoch = self.n_train // config.batch_size
+    if self.steps_per_epoch == 0:
+      raise UserError(f"batch_size {config.batch_size} exceeds the {self.n_train} training examples")
+    self.total_steps = (config.num_train_steps if config.num_train_steps > 0
+                        else config.num_epochs * self.steps_per_epoch)
+    self.initial_state = create_train_state(config, self.model, ds.image_shape, self.total_steps)
+    self.num_params = models.count_params(self.initial_state.params)
+    train_step = steps.make_train_step(transforms.make_augment(config))
+    self.runner = parallel.make_runner(
+        config.parallelism, steps.make_train_chunk(train_step, config.steps_per_call),
+        steps.make_eval_step(self.model.apply))
+    n = self.runner.num_devices
+    self.eval_batch = -(-config.eval_batch_size // n) * n
+    self.train_data = self.runner.put_replicated((ds.train_images, ds.train_labels))
+    self.test_data = self.runner.put_replicated((ds.test_images, ds.test_labels))
+
+  def evaluate(self, params, split: str = "test") -> dict:
+    """Loss and accuracy of `params` (on the devices) over every example of `split`."""
+    data_ = self.test_data if split == "test" else self.train_data
+    n = len(self.dataset.test_labels if split == "test" else self.dataset.train_labels)
+    totals = self.runner.get(self.runner.evaluate(params, data_, *eval_indices(n, self.eval_batch)))
     count = int(totals["count"])
     return {"accuracy": int(totals["correct"]) / count, "loss": float(totals["loss_sum"]) / count,
             "count": count}
 
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains `config`'s model, evaluating and checkpointing into `workdir`; returns results.
+
+  A workdir with checkpoints is resumed from its newest readable one.
+  """
+  workdir = prepare_workdir(workdir)
+  check_compatible(config, workdir)
+  exp = Experiment(config, workdir)
+  total, steps_per_epoch = exp.total_steps, exp.steps_per_epoch
+  runner = exp.runner
+
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer.write_config(config)
+  writer.write_json("model_info.json", {"num_classes": exp.dataset.num_classes,
+                                        "image_shape": list(exp.dataset.image_shape)})
+  ckpt = checkpoint.Checkpointer(workdir, config.max_checkpoints_to_keep)
+  host_state, start = ckpt.restore(exp.initial_state)
+  if host_state is None:
+    host_state = exp.initial_state
+  else:
+    logging.info("resumed from the checkpoint at step %d in %s", start, ckpt.directory)
+  state = runner.put_replicated(host_state)
+  step = int(host_state.step)
+
   logging.info("model %s (%d params) on %s: %d steps of batch %d (%d/epoch), %s over %d devices",
-               config.model, num_params, config.dataset, total, config.batch_size,
+               config.model, exp.num_params, config.dataset, total, config.batch_size,
                steps_per_epoch, config.parallelism, runner.num_devices)
-  step, seconds, window = start, 0.0, []
-  t_log, steps_at_log = time.time(), start
+  seconds, window = 0.0, []
+  t_log, steps_at_log = time.time(), step
   with _Preemption() as preemption:
     while step < total:
       end = _next_boundary(step, total, config, steps_per_epoch)
-      idx = batch_indices(config.seed, step, end - step, steps_per_epoch, n_train, config.batch_size)
       padded = np.zeros((config.steps_per_call, config.batch_size), np.int32)
-      padded[:end - step] = idx
+      padded[:end - step] = batch_indices(config.seed, step, end - step, steps_per_epoch,
+                                          exp.n_train, config.batch_size)
       t0 = time.time()
-      state, metrics = runner.train(state, train_data, padded, end - step)
+      state, metrics = runner.train(state, exp.train_data, padded, end - step)
       metrics = {k: v[:end - step] for k, v in runner.get(metrics).items()}  # waits for the chunk
       seconds += time.time() - t0
       _check_finite(metrics, step)
@@ -207,7 +253,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       epoch_done = step % steps_per_epoch == 0 and config.eval_every_epochs > 0 and (
           (step // steps_per_epoch) % config.eval_every_epochs == 0)
       if epoch_done and step != total:
-        test = evaluate(test_data, test_idx)
+        test = exp.evaluate(state.params)
         writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"]})
         logging.info("step %d  epoch %d  test accuracy %.4f  loss %.4f", step,
                      step // steps_per_epoch, test["accuracy"], test["loss"])
@@ -215,31 +261,74 @@ def train_and_evaluate(config, workdir: str) -> dict:
       if step % config.checkpoint_every_steps == 0 or step == total or stop:
         ckpt.save(step, runner.get(state))
       if stop and step < total:
-        ckpt.wait()
-        ckpt.close()
+        ckpt.close()  # waits until the checkpoint is committed
         writer.close()
         logging.warning("SIGTERM: checkpoint at step %d committed to %s; exiting", step,
                         ckpt.directory)
         print(f"preempted: checkpoint at step {step} saved in {ckpt.directory}", flush=True)
         raise SystemExit(143)
 
-  test = evaluate(test_data, test_idx)
+  test = exp.evaluate(state.params)
   writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"]})
   results = {
       "model": config.model, "dataset": config.dataset, "seed": config.seed,
       "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_count": test["count"],
-      "num_params": num_params, "steps": step, "train_seconds": seconds,
+      "num_params": exp.num_params, "steps": step, "train_seconds": seconds,
       "parallelism": config.parallelism, "num_devices": runner.num_devices,
       "num_processes": jax.process_count(), "batch_size": config.batch_size,
   }
   if config.eval_train:
-    train_eval = evaluate(train_data, eval_indices(n_train, eval_batch))
+    train_eval = exp.evaluate(state.params, "train")
     results.update(train_accuracy=train_eval["accuracy"], train_loss=train_eval["loss"])
   ckpt.close()
-  writer.write_results(results)
+  writer.write_json("results.json", results)
   writer.close()
   logging.info("done: %s", json.dumps(results))
   return results
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
+  """Scores a checkpoint of `workdir` (default: the newest) on the test split; no training."""
+  workdir = os.path.abspath(workdir)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise UserError(f"no checkpoints in {workdir}: nothing to evaluate (train there first)")
+  check_compatible(config, workdir)
+  exp = Experiment(config, workdir)
+  ckpt = checkpoint.Checkpointer(workdir, config.max_checkpoints_to_keep)
+  host_state, step = ckpt.restore(exp.initial_state, step)
+  if host_state is None:
+    raise UserError(f"no checkpoints in {ckpt_dir}: nothing to evaluate")
+  test = exp.evaluate(exp.runner.put_replicated(host_state.params))
+  results = {"step": step, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+             "test_count": test["count"], "model": config.model, "dataset": config.dataset}
+  if jax.process_index() == 0:
+    MetricWriter(workdir, enabled=False).write_json(f"eval_step_{step}.json", results, force=True)
+    print(json.dumps(results), flush=True)
+  return results
+
+
+def load_model(workdir: str, step: int | None = None):
+  """Notebook API: (model, params, config) of a trained workdir, params as numpy arrays.
+
+      model, params, config = load_model("runs/mnist_cnn")
+      logits = model.apply({"params": params}, images_float_0_to_1)
+  """
+  import ml_collections
+  workdir = os.path.abspath(workdir)
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+    with open(os.path.join(workdir, "model_info.json")) as f:
+      info = json.load(f)
+  except FileNotFoundError as e:
+    raise UserError(f"{workdir} is not a run directory ({e.filename} is missing)") from None
+  model = models.create_model(config, info["num_classes"])
+  template = create_train_state(config, model, info["image_shape"], 1)
+  state, _ = checkpoint.Checkpointer(workdir, config.max_checkpoints_to_keep).restore(template, step)
+  if state is None:
+    raise UserError(f"no checkpoints in {workdir}")
+  return model, state.params, config
 
 
 def _check_finite(metrics, first_step):

@@ -1,0 +1,118 @@
+"""End-to-end: a short real training run, determinism, outputs, the CLI and its bad inputs."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, tiny_config
+from research import metrics, train
+
+
+@pytest.fixture(scope="module")
+def mlp_run(mnist, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("mlp")
+  return workdir, train.train_and_evaluate(tiny_config("mlp", eval_train=True), str(workdir))
+
+
+def test_short_training_lowers_the_loss_and_writes_outputs(mlp_run):
+  workdir, results = mlp_run
+  for key in ("test_accuracy", "test_loss", "train_accuracy", "num_params", "steps",
+              "train_seconds", "model", "dataset", "seed"):
+    assert key in results
+  assert results["num_params"] == 101_770 and results["steps"] == 40
+  assert results["test_count"] == 10_000  # the whole test split, none dropped by batching
+  assert results["test_accuracy"] > 0.6  # 40 steps of batch 32 from chance (0.1)
+  assert json.load(open(workdir / "results.json")) == results
+  lines = metrics.read_jsonl(workdir / "metrics.jsonl")
+  train_losses = [m["loss"] for m in lines if m["split"] == "train"]
+  assert [m["step"] for m in lines if m["split"] == "train"] == [10, 20, 30, 40]
+  assert train_losses[-1] < 0.75 * train_losses[0]
+  assert json.load(open(workdir / "config.json"))["model"] == "mlp"
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir / "tensorboard"))
+
+
+def test_same_seed_same_numbers_other_seed_different(mlp_run, tmp_path):
+  _, first = mlp_run
+  again = train.train_and_evaluate(tiny_config("mlp", eval_train=True), str(tmp_path / "a"))
+  for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss"):
+    assert again[key] == first[key]
+  other = train.train_and_evaluate(tiny_config("mlp", seed=1), str(tmp_path / "b"))
+  assert other["test_loss"] != first["test_loss"]
+
+
+def test_cnn_short_run(mnist, tmp_path):
+  results = train.train_and_evaluate(tiny_config("cnn", num_train_steps=30), str(tmp_path))
+  assert results["num_params"] == 34_826
+  assert results["test_accuracy"] > 0.5
+
+
+def test_nan_loss_stops_the_run(mnist, tmp_path):
+  with pytest.raises(FloatingPointError, match=r"loss is nan at step \d+"):
+    train.train_and_evaluate(tiny_config("mlp", learning_rate=1e30, optimizer="sgd"), str(tmp_path))
+
+
+def test_cli_trains_with_overrides(mnist, tmp_path):
+  workdir = tmp_path / "cli"
+  proc = run_cli(["--config=configs/mnist_mlp.py", f"--workdir={workdir}",
+                  "--config.num_train_steps=20", "--config.batch_size=64",
+                  "--config.learning_rate=3e-3", "--config.mlp_hidden=(32,)",
+                  "--config.parallelism=single", "--config.eval_train=False"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  results = json.load(open(workdir / "results.json"))
+  assert results["steps"] == 20 and results["batch_size"] == 64
+  assert results["num_params"] == 784 * 32 + 32 + 32 * 10 + 10
+  config = json.load(open(workdir / "config.json"))
+  assert config["learning_rate"] == 3e-3 and config["mlp_hidden"] == [32]
+  assert "step 20/20" in proc.stderr and "steps/s" in proc.stderr and "ETA" in proc.stderr
+
+
+def _error_lines(proc):
+  return [l for l in proc.stderr.splitlines() if "error" in l.lower() and not l.startswith("W")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/mnist_cnn.py", "--config.no_such_field=1"], "no_such_field"),
+    (["--config=configs/mnist_cnn.py", "--config.batch_size=lots"], "batch_size"),
+    (["--config=configs/mnist_cnn.py"], "--workdir"),
+    (["--workdir=WORKDIR"], "--config"),
+    (["--config=configs/no_such_config.py"], "no_such_config"),
+    (["--config=configs/mnist_cnn.py:bogus"], "unknown config variant 'bogus'"),
+])
+def test_bad_flags_exit_nonzero_with_one_clear_line(args, message, tmp_path):
+  args = [a.replace("WORKDIR", str(tmp_path)) for a in args]
+  if not any(a.startswith("--workdir") for a in args) and message != "--workdir":
+    args.append(f"--workdir={tmp_path}")
+  proc = run_cli(args)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.model=transformer", "unknown model 'transformer'"),
+    ("--config.dataset=no_such_dataset", "unknown dataset 'no_such_dataset'"),
+    ("--config.parallelism=magic", "unknown parallelism 'magic'"),
+    ("--config.batch_size=100", "batch_size 100 must be a positive multiple of the 8 devices"),
+    ("--config.cnn_features=abc", "cnn_features must be a tuple of positive ints"),
+])
+def test_bad_config_values_exit_nonzero_with_one_clear_line(override, message, tmp_path):
+  proc = run_cli(["--config=configs/mnist_cnn.py", f"--workdir={tmp_path}/w", override])
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1] == f"error: {message}" or message in proc.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in proc.stderr
+
+
+def test_workdir_that_is_a_file_is_refused_and_kept(tmp_path):
+  path = tmp_path / "precious.txt"
+  path.write_text("user data")
+  proc = run_cli(["--config=configs/mnist_mlp.py", f"--workdir={path}"])
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == f"error: workdir {path} exists and is not a directory"
+  assert path.read_text() == "user data"
+
+
+def test_unwritable_workdir_is_refused(tmp_path):
+  proc = run_cli(["--config=configs/mnist_mlp.py", "--workdir=/proc/no_such_dir/run"])
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: workdir /proc/no_such_dir/run is not writable")

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from research import UserError, data, train
+
+
+def test_real_mnist_splits(mnist):
+  assert mnist.train_images.shape == (60_000, 28, 28, 1)
+  assert mnist.test_images.shape == (10_000, 28, 28, 1)
+  assert mnist.train_images.dtype == np.uint8 and mnist.train_labels.dtype == np.int32
+  assert mnist.num_classes == 10
+  # Real digits, not noise: the class histogram of the MNIST test set.
+  counts = np.bincount(mnist.test_labels, minlength=10)
+  assert counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+  assert 30 < mnist.train_images.mean() < 36  # MNIST's mean pixel is ~33.3
+
+
+def test_unknown_dataset_is_a_user_error(tmp_path):
+  with pytest.raises(UserError, match="unknown dataset 'no_such_dataset'"):
+    data.load_tfds("no_such_dataset", str(tmp_path))
+
+
+def test_missing_data_offline_says_how_to_fix(tmp_path):
+  # An empty data dir on a machine without internet: TFDS cannot download, we say what to do.
+  with pytest.raises(UserError, match="downloads/manual"):
+    data.load_tfds("mnist", str(tmp_path / "empty"))
+
+
+def test_batches_are_a_pure_function_of_seed_epoch_step():
+  a = train.batch_indices(seed=3, start=0, count=25, steps_per_epoch=10, n=105, batch_size=10)
+  b = train.batch_indices(seed=3, start=13, count=5, steps_per_epoch=10, n=105, batch_size=10)
+  np.testing.assert_array_equal(a[13:18], b)  # resuming mid-epoch sees the same batches
+  # Each epoch visits 100 distinct examples; epochs are shuffled differently.
+  assert len(set(a[:10].ravel())) == 100 and len(set(a[10:20].ravel())) == 100
+  assert not np.array_equal(a[:10], a[10:20])
+  c = train.batch_indices(seed=4, start=0, count=10, steps_per_epoch=10, n=105, batch_size=10)
+  assert not np.array_equal(a[:10], c)
+
+
+def test_eval_indices_count_every_example_once():
+  idx, mask = train.eval_indices(10_001, 1000)
+  assert idx.shape == mask.shape == (11, 1000)
+  assert mask.sum() == 10_001
+  assert sorted(idx[mask == 1].tolist()) == list(range(10_001))
