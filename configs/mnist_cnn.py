@@ -5,6 +5,6 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config()
   c.model = "cnn"
-  c.num_epochs = 5
+  c.num_epochs = 10  # 99.05% test (5 epochs: 98.83%); README, results
   c.lr_schedule = "cosine"
   return common.apply_variants(c, arg)

@@ -236,8 +236,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       padded[:end - step] = batch_indices(config.seed, step, end - step, steps_per_epoch,
                                           exp.n_train, config.batch_size)
       t0 = time.time()
-      state, metrics = runner.train(state, exp.train_data, padded, end - step)
-      metrics = {k: v[:end - step] for k, v in runner.get(metrics).items()}  # waits for the chunk
+      try:
+        state, metrics = runner.train(state, exp.train_data, padded, end - step)
+        metrics = {k: v[:end - step] for k, v in runner.get(metrics).items()}  # waits for it
+      except FloatingPointError as e:  # config.debug: jax_debug_nans found the first bad op
+        raise FloatingPointError(f"NaN/inf in steps {step + 1}..{end}: {e}") from None
       seconds += time.time() - t0
       _check_finite(metrics, step)
       window.append(metrics)
