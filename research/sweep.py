@@ -7,7 +7,9 @@ A sweep is data, in a file under configs/sweeps/ whose `get_sweep(arg)` returns 
     models:      {model: overrides}                 (e.g. {"lcn": {"model": "lcn"}})
     conditions:  {condition: overrides}             (e.g. {"shuffled": {"pixel_permutation": ...}})
     grid:        [{"model": m, "condition": c}, ...] default: every model x every condition
+    model_condition_overrides: {(model, condition): overrides}  (optional, e.g. a budget)
     seeds:       [0, 1, 2]
+    model_seeds: {model: [seeds]}                   (optional, instead of `seeds`)
     evals:       {name: {"from": condition, "test": overrides}}: test-time variants scored on
                  the trained params of condition `from` (no retraining), e.g. a CNN trained on
                  normal images scored on shuffled ones, or on test images shifted by k pixels.
@@ -102,7 +104,9 @@ def expand(spec: dict, set_overrides: dict | None = None, seeds=None) -> list[Ru
     model_seeds = spec.get("model_seeds", {}).get(model, spec["seeds"])
     for seed in (seeds if seeds is not None else model_seeds):
       overrides = {**spec.get("common", {}), **spec["models"][model],
-                   **spec["conditions"][condition], **(set_overrides or {}), "seed": int(seed)}
+                   **spec["conditions"][condition],
+                   **spec.get("model_condition_overrides", {}).get((model, condition), {}),
+                   **(set_overrides or {}), "seed": int(seed)}
       overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
       base = spec["base"][model] if isinstance(spec["base"], dict) else spec["base"]
       runs.append(Run(model, condition, int(seed), base, tuple(sorted(overrides.items()))))
@@ -268,7 +272,9 @@ def markdown_table(agg, by=("model", "condition"), metrics=("test_accuracy", "tr
   head = list(by) + [labels.get(m, m.replace("_", " ") + " (%)") for m in metrics] + list(extra)
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for _, r in agg.iterrows():
-    cells = [str(r[b]) for b in by] + [pct(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
+    cells = [str(r[b]) for b in by] + [
+        f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if "loss" in m
+        else pct(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
     cells += [f"{int(r[e]):,}" if isinstance(r[e], (int, float, np.integer, np.floating))
               and r[e] == r[e] else str(r[e]) for e in extra]
     lines.append("| " + " | ".join(cells) + " |")
