@@ -116,3 +116,13 @@ def test_unwritable_workdir_is_refused(tmp_path):
   proc = run_cli(["--config=configs/mnist_mlp.py", "--workdir=/proc/no_such_dir/run"])
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith("error: workdir /proc/no_such_dir/run is not writable")
+
+
+def test_debug_variant_logs_compiles_and_stops_on_nan_with_the_step(mnist, tmp_path):
+  proc = run_cli(["--config=configs/mnist_mlp.py:debug", f"--workdir={tmp_path}",
+                  "--config.learning_rate=1e30", "--config.optimizer=sgd",
+                  "--config.parallelism=single"])
+  assert proc.returncode == 3
+  assert "Compiling" in proc.stderr  # jax_log_compiles: every (re)compilation is logged
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: training diverged: loss is nan at step 2"), last

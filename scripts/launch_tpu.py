@@ -1,0 +1,93 @@
+"""Runs an experiment on every worker of a Cloud TPU VM (one host or a pod slice).
+
+  python scripts/launch_tpu.py --tpu=my-tpu --zone=us-central2-b --accelerator_type=v4-32 \
+      --config=configs/mnist_cnn.py:tpu --workdir=gs://BUCKET/runs/cnn --dry_run
+
+Steps: create the TPU VM unless it exists; copy this checkout (git archive of HEAD) to every
+worker and install it with jax[tpu]; start `research.main --distributed` on all workers at once
+(`--worker=all`), where jax.distributed finds its peers by itself. `--dry_run` prints the exact
+gcloud commands instead of running them. Use a gs:// workdir on a multi-host slice so every
+host writes its checkpoint shards to the same place.
+"""
+import shlex
+import subprocess
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("tpu", None, "TPU VM name.", required=True)
+flags.DEFINE_string("zone", None, "GCP zone, e.g. us-central2-b.", required=True)
+flags.DEFINE_string("project", None, "GCP project (default: gcloud's configured one).")
+flags.DEFINE_string("accelerator_type", "v4-8", "TPU type for a new VM, e.g. v4-8, v5litepod-16.")
+flags.DEFINE_string("runtime_version", "tpu-ubuntu2204-base", "TPU VM software version.")
+flags.DEFINE_bool("spot", False, "Create a Spot (preemptible) VM; runs resume from checkpoints.")
+flags.DEFINE_string("config", "configs/mnist_cnn.py:tpu", "Config file (and :variants) to run.")
+flags.DEFINE_string("workdir", None, "Run directory (gs://... for multi-host).", required=True)
+flags.DEFINE_multi_string("override", [], "Extra config overrides, e.g. --override=seed=1.")
+flags.DEFINE_string("tfds_data_dir", "", "TFDS data dir on the workers (e.g. gs://BUCKET/tfds).")
+flags.DEFINE_string("remote_dir", "dense-vs-conv", "Checkout location in the workers' home.")
+flags.DEFINE_bool("dry_run", False, "Print the gcloud commands, run nothing.")
+
+ARCHIVE = "/tmp/dense-vs-conv.tar.gz"
+
+
+def _gcloud(*args):
+  cmd = ["gcloud", "compute", "tpus", "tpu-vm", *args, f"--zone={FLAGS.zone}"]
+  if FLAGS.project:
+    cmd.append(f"--project={FLAGS.project}")
+  return cmd
+
+
+def _ssh_all(command: str):
+  return _gcloud("ssh", FLAGS.tpu, "--worker=all", f"--command={command}")
+
+
+def commands() -> dict[str, list[list[str]]]:
+  """The launch as stages of argv lists: create (if missing), copy + install, run."""
+  create = _gcloud("create", FLAGS.tpu, f"--accelerator-type={FLAGS.accelerator_type}",
+                   f"--version={FLAGS.runtime_version}")
+  if FLAGS.spot:
+    create.append("--spot")
+  remote = FLAGS.remote_dir
+  install = (f"mkdir -p ~/{remote} && tar xzf ~/{ARCHIVE.split('/')[-1]} -C ~/{remote} && "
+             f"cd ~/{remote} && pip install -q -e . 'jax[tpu]'")
+  env = f"TFDS_DATA_DIR={shlex.quote(FLAGS.tfds_data_dir)} " if FLAGS.tfds_data_dir else ""
+  run = (f"cd ~/{remote} && {env}python3 -m research.main "
+         f"--config={shlex.quote(FLAGS.config)} --workdir={shlex.quote(FLAGS.workdir)} --distributed"
+         + "".join(f" --config.{shlex.quote(o)}" for o in FLAGS.override))
+  return {
+      "create": [create],
+      "copy": [["git", "archive", "--format=tar.gz", f"--output={ARCHIVE}", "HEAD"],
+               _gcloud("scp", ARCHIVE, f"{FLAGS.tpu}:~/", "--worker=all"),
+               _ssh_all(install)],
+      "run": [_ssh_all(run)],
+  }
+
+
+def _exists() -> bool:
+  probe = _gcloud("describe", FLAGS.tpu)
+  return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def main(argv):
+  del argv
+  stages = commands()
+  if FLAGS.dry_run:
+    print(f"# create {FLAGS.tpu} unless `{shlex.join(_gcloud('describe', FLAGS.tpu))}` finds it")
+    for stage in ("create", "copy", "run"):
+      for cmd in stages[stage]:
+        print(shlex.join(cmd))
+    return
+  if _exists():
+    print(f"using the existing TPU VM {FLAGS.tpu}")
+  else:
+    subprocess.run(stages["create"][0], check=True)
+  for cmd in stages["copy"] + stages["run"]:
+    print("+", shlex.join(cmd), flush=True)
+    if subprocess.run(cmd).returncode:
+      sys.exit(f"error: command failed: {shlex.join(cmd)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
