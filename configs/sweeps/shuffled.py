@@ -19,7 +19,7 @@ def get_sweep(arg=None):
   }
   if quick:
     models = {"mlp": {"model": "mlp", "num_train_steps": 600},
-              "cnn": {"model": "cnn", "num_train_steps": 300}}
+              "cnn": {"model": "cnn", "num_train_steps": 200}}
   return {
       "base": BASE,
       "common": {"parallelism": "single", "eval_train": not quick, "log_every_steps": 100,
