@@ -288,8 +288,17 @@ def write_outputs(output_dir: str, rows: list[dict], markdown: str) -> None:
     f.write(markdown.rstrip() + "\n")
 
 
-def update_markdown_section(path: str, name: str, text: str) -> None:
-  """Replaces (or appends) the block between `<!-- begin NAME -->` and `<!-- end NAME -->`."""
+def update_markdown_section(path: str, name: str, text: str, asset_dir: str = "") -> None:
+  """Replaces (or appends) the block between `<!-- begin NAME -->` and `<!-- end NAME -->`.
+
+  Image links to bare file names (`![x](plot.png)`) are made relative to `path` when the
+  images live in `asset_dir`.
+  """
+  if asset_dir:
+    import re
+    rel = os.path.relpath(os.path.abspath(asset_dir), os.path.dirname(os.path.abspath(path)))
+    text = re.sub(r"!\[([^\]]*)\]\(([^)/]+)\)",
+                  lambda m: f"![{m.group(1)}]({rel}/{m.group(2)})", text)
   begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
   block = f"{begin}\n{text.rstrip()}\n{end}"
   old = open(path).read() if os.path.exists(path) else ""

@@ -114,7 +114,8 @@ def main(argv=None):
   with open(os.path.join(args.output_dir, "results.md"), "w") as f:
     f.write(markdown + "\n")
   if args.results_md:
-    sweep.update_markdown_section(args.results_md, "input_handling", markdown)
+    sweep.update_markdown_section(args.results_md, "input_handling", markdown,
+                                  asset_dir=args.output_dir)
   print(markdown)
   return shapes
 

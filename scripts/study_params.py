@@ -121,7 +121,8 @@ def main(argv=None):
   with open(os.path.join(args.output_dir, "results.md"), "w") as f:
     f.write(markdown + "\n")
   if args.results_md:
-    sweep.update_markdown_section(args.results_md, "params", markdown)
+    sweep.update_markdown_section(args.results_md, "params", markdown,
+                                  asset_dir=args.output_dir)
   print(markdown)
   return rows, total
 

@@ -108,7 +108,8 @@ def main(argv=None):
   markdown = "\n".join(lines)
   sweep.write_outputs(args.output_dir, rows, markdown)
   if args.results_md:
-    sweep.update_markdown_section(args.results_md, "translation", markdown)
+    sweep.update_markdown_section(args.results_md, "translation", markdown,
+                                  asset_dir=args.output_dir)
   print(markdown)
   return frame, curves
 
