@@ -237,6 +237,14 @@ def run_evals(spec: dict, runs: list[Run], rows: list[dict], runs_dir: str, stud
 # --- aggregation ----------------------------------------------------------------------------
 
 
+def claims_table(claims) -> list[str]:
+  """Markdown rows for (claim, holds: True | False | None for a reference value, measured)."""
+  lines = ["| claim | holds | measured |", "|---|---|---|"]
+  for claim, holds, measured in claims:
+    lines.append(f"| {claim} | {'—' if holds is None else 'yes' if holds else 'NO'} | {measured} |")
+  return lines
+
+
 def to_frame(rows: list[dict]):
   import pandas as pd
   frame = pd.DataFrame(rows)
@@ -273,7 +281,8 @@ def markdown_table(agg, by=("model", "condition"), metrics=("test_accuracy", "tr
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for _, r in agg.iterrows():
     cells = [str(r[b]) for b in by] + [
-        f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if "loss" in m
+        "n/a" if r[f"{m}_mean"] != r[f"{m}_mean"]  # NaN: not measured for these rows
+        else f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if "loss" in m
         else pct(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
     cells += [f"{int(r[e]):,}" if isinstance(r[e], (int, float, np.integer, np.floating))
               and r[e] == r[e] else str(r[e]) for e in extra]
@@ -353,6 +362,7 @@ def run_study(args, study: str, log=print):
 
   Returns (spec, runs, rows, runs_dir).
   """
+  os.makedirs(args.output_dir, exist_ok=True)
   spec = load_sweep(args.sweep)
   runs = expand(spec, parse_set(args.set), parse_seeds(args.seeds))
   runs_dir = os.path.abspath(args.runs_dir or os.path.join(args.output_dir, "runs"))

@@ -81,8 +81,7 @@ def main(argv=None):
            "full clean test set (for random labels the test labels are the true ones).", "",
            sweep.markdown_table(agg, metrics=("train_accuracy", "train_loss", "test_accuracy"),
                                 labels={"train_loss": "train loss (nats)"}), ""]
-  lines += ["| claim | holds | measured |", "|---|---|---|"]
-  lines += [f"| {c} | {'yes' if ok else 'NO'} | {m} |" for c, ok, m in checks(agg)]
+  lines += sweep.claims_table(checks(agg))
   lines += ["", "![rethinking generalization](rethinking.png)"]
   markdown = "\n".join(lines)
   sweep.write_outputs(args.output_dir, rows, markdown)

@@ -102,8 +102,7 @@ def main(argv=None):
   if len(canvas):
     lines += ["Translated MNIST: each digit at a random position of a 40x40 canvas (train and "
               "test).", "", sweep.markdown_table(canvas), ""]
-  lines += ["| claim | holds | measured |", "|---|---|---|"]
-  lines += [f"| {c} | {'yes' if ok else 'NO'} | {m} |" for c, ok, m in checks(curves)]
+  lines += sweep.claims_table(checks(curves))
   lines += ["", "![translation](translation.png)"]
   markdown = "\n".join(lines)
   sweep.write_outputs(args.output_dir, rows, markdown)
