@@ -4,6 +4,7 @@ The state is saved unreplicated, as host arrays (params, optimizer state, step, 
 checkpoint written by any parallel flavour or device count restores into any other. The data
 order is a pure function of (seed, epoch, step), so the step is all it takes to resume it.
 """
+import contextlib
 import os
 
 import jax
@@ -19,27 +20,37 @@ class Checkpointer:
 
   def __init__(self, workdir: str, max_to_keep: int = 2, async_save: bool = True):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save))
+    with self._clear_errors():
+      self._manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save))
+
+  @contextlib.contextmanager
+  def _clear_errors(self):
+    """A full or read-only disk surfaces from orbax/tensorstore as OSError or ValueError."""
+    try:
+      yield
+    except (OSError, ValueError, RuntimeError) as e:
+      reason = " ".join(str(e).split())
+      for known in ("No space left on device", "Read-only file system", "Permission denied"):
+        if known in reason:
+          reason = known
+      raise UserError(f"cannot write checkpoints to {self.directory}: {reason[:300]}") from None
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, host_state) -> None:
     """Starts writing `host_state` (numpy leaves); returns before the write is committed."""
-    try:
+    with self._clear_errors():
       self._manager.save(int(step), args=ocp.args.StandardSave(
           serialization.to_state_dict(host_state)))
-    except OSError as e:
-      raise UserError(f"cannot write checkpoint to {self.directory}: {e}") from None
 
   def wait(self) -> None:
-    try:
+    """Blocks until every started save is committed (or raises its error)."""
+    with self._clear_errors():
       self._manager.wait_until_finished()
-    except OSError as e:
-      raise UserError(f"cannot write checkpoint to {self.directory}: {e}") from None
 
   def restore(self, template, step: int | None = None):
     """Restores `step` (default: the newest that reads back whole) into `template`'s structure.
@@ -68,7 +79,7 @@ class Checkpointer:
     return None, None
 
   def close(self):
-    self._manager.wait_until_finished()
+    self.wait()
     self._manager.close()
 
 

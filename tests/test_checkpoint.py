@@ -1,0 +1,179 @@
+"""Orbax checkpoints: preemption (SIGTERM) and crashes (SIGKILL) resume bit-identically, bad
+workdirs are refused untouched, corrupt checkpoints are skipped, any flavour restores any other."""
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli, tiny_config
+from research import UserError, checkpoint, train
+
+STEPS = 60
+FLAGS = [f"--config.num_train_steps={STEPS}", "--config.batch_size=32", "--config.steps_per_call=5",
+         "--config.log_every_steps=5", "--config.checkpoint_every_steps=20",
+         "--config.parallelism=single", "--config.eval_batch_size=2000"]
+
+
+def _cli(workdir, *extra):
+  return [sys.executable, "-m", "research.main", "--config=configs/mnist_mlp.py",
+          f"--workdir={workdir}", *FLAGS, *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(mnist, tmp_path_factory):
+  """An uninterrupted run: its workdir, results and final params."""
+  workdir = tmp_path_factory.mktemp("reference")
+  proc = subprocess.run(_cli(workdir), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, json.load(open(workdir / "results.json")), train.load_model(str(workdir))[1]
+
+
+def _numbers(results):
+  return {k: results[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "steps")}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_at_a_random_step_then_resumed_is_bit_identical(reference, tmp_path, sig):
+  ref_dir, ref_results, ref_params = reference
+  # SIGKILL after the save at step 40 started: orbax commits the async save at 20 before it
+  # starts the next, so there is a checkpoint to go back to and 5-15 steps of work are lost.
+  first = 5 if sig == signal.SIGTERM else 45
+  kill_after = random.Random(f"{sig}-{os.getpid()}").choice(range(first, STEPS - 10, 5))
+  workdir = tmp_path / "w"
+  proc = subprocess.Popen(_cli(workdir), cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  output = ""
+  for line in proc.stdout:
+    output += line
+    if f"step {kill_after}/{STEPS}" in line:
+      proc.send_signal(sig)
+      break
+  output += proc.communicate(timeout=300)[0]
+  assert f"step {kill_after}/{STEPS}" in output, output[-3000:]
+  assert not (workdir / "results.json").exists()  # it did not finish
+  if sig == signal.SIGTERM:
+    assert proc.returncode == 143, output[-3000:]
+    saved = [l for l in output.splitlines() if l.startswith("preempted: checkpoint at step")]
+    assert len(saved) == 1, output[-3000:]
+    step = int(saved[0].split()[4])
+    assert step >= kill_after  # it finished the step it was in, then saved
+    assert step in checkpoint.Checkpointer(str(workdir)).steps()
+  else:
+    assert proc.returncode == -signal.SIGKILL
+    assert 20 in checkpoint.Checkpointer(str(workdir)).steps(), f"killed after {kill_after}"
+  resumed = subprocess.run(_cli(workdir), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "resumed from the checkpoint at step" in resumed.stderr, f"killed after {kill_after}"
+  assert _numbers(json.load(open(workdir / "results.json"))) == _numbers(ref_results)
+  params = train.load_model(str(workdir))[1]
+  for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
+    assert np.array_equal(a, b)  # bitwise
+
+
+def _tree_digest(path):
+  digest = hashlib.sha256()
+  for root, dirs, files in sorted(os.walk(path)):
+    dirs.sort()
+    for name in sorted(files):
+      p = os.path.join(root, name)
+      digest.update(p.encode())
+      digest.update(open(p, "rb").read())
+      digest.update(str(os.stat(p).st_mtime_ns).encode())
+  return digest.hexdigest()
+
+
+def test_workdir_of_another_model_is_refused_untouched(reference, tmp_path):
+  workdir = tmp_path / "copy"
+  shutil.copytree(reference[0], workdir)
+  before = _tree_digest(workdir)
+  proc = run_cli(["--config=configs/mnist_mlp.py", f"--workdir={workdir}", *FLAGS,
+                  "--config.model=cnn", "--config.learning_rate=0.01"])
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: workdir {workdir} holds a run with a different config")
+  assert "learning_rate: 0.001 -> 0.01" in last and "model: 'mlp' -> 'cnn'" in last
+  assert _tree_digest(workdir) == before
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(reference, tmp_path, caplog):
+  workdir = tmp_path / "copy"
+  shutil.copytree(reference[0], workdir)
+  ckpt = checkpoint.Checkpointer(str(workdir))
+  steps = ckpt.steps()
+  assert steps == [40, 60]  # max_checkpoints_to_keep=2
+  # Truncate every data file of the newest checkpoint, as a kill during a write would.
+  for root, _, files in os.walk(workdir / "checkpoints" / "60"):
+    for name in files:
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(0)
+  template = train.create_train_state(tiny_config("mlp"), train.models.create_model(
+      tiny_config("mlp"), 10), (28, 28, 1), STEPS)
+  with caplog.at_level("WARNING"):
+    state, step = checkpoint.Checkpointer(str(workdir)).restore(template)
+  assert step == 40 and int(state.step) == 40
+  assert "step 60" in caplog.text and "unreadable" in caplog.text
+  # Remove the files of the older one too: nothing readable is left, and we say so.
+  shutil.rmtree(workdir / "checkpoints" / "40" / "default")
+  with pytest.raises(UserError, match="no readable checkpoint"):
+    checkpoint.Checkpointer(str(workdir)).restore(template)
+
+
+def test_eval_mode(reference, tmp_path):
+  ref_dir, ref_results, _ = reference
+  before = _tree_digest(ref_dir / "checkpoints")
+  proc = run_cli(["--config=configs/mnist_mlp.py", f"--workdir={ref_dir}", *FLAGS, "--mode=eval"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["step"] == STEPS and out["test_accuracy"] == ref_results["test_accuracy"]
+  assert _tree_digest(ref_dir / "checkpoints") == before
+  proc = run_cli(["--config=configs/mnist_mlp.py", f"--workdir={ref_dir}", *FLAGS, "--mode=eval",
+                  "--checkpoint_step=7"])
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: no checkpoint for step 7")
+  proc = run_cli(["--config=configs/mnist_mlp.py", f"--workdir={tmp_path}/empty", *FLAGS,
+                  "--mode=eval"])
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: no checkpoints in")
+
+
+def test_checkpoints_restore_across_flavours_and_device_counts(reference, tmp_path):
+  ref_dir, ref_results, _ = reference
+  config = tiny_config("mlp", num_train_steps=STEPS, steps_per_call=5, log_every_steps=5,
+                       checkpoint_every_steps=20)
+  # Written by one device, read by jit and pmap over 8 devices.
+  for flavour in ("jit", "pmap"):
+    config.parallelism = flavour
+    out = train.evaluate_checkpoint(config, str(ref_dir))
+    assert out["test_accuracy"] == ref_results["test_accuracy"]
+    assert out["test_loss"] == pytest.approx(ref_results["test_loss"], rel=1e-5)
+  # Written by jit over 8 devices, read by one device.
+  config.parallelism = "jit"
+  jit_dir = tmp_path / "jit8"
+  jit_results = train.train_and_evaluate(config, str(jit_dir))
+  assert jit_results["num_devices"] == 8
+  config.parallelism = "single"
+  out = train.evaluate_checkpoint(config, str(jit_dir))
+  assert out["test_accuracy"] == jit_results["test_accuracy"]
+
+
+def test_full_disk_is_a_clear_error_at_the_first_save(mnist, tmp_path):
+  mnt = tmp_path / "tiny"
+  mnt.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)],
+                    capture_output=True).returncode:
+    pytest.skip("cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)")
+  try:
+    proc = run_cli(["--config=configs/mnist_mlp.py", f"--workdir={mnt}/w", *FLAGS], timeout=300)
+  finally:
+    subprocess.run(["umount", str(mnt)])
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last == f"error: cannot write checkpoints to {mnt}/w/checkpoints: No space left on device"
