@@ -257,7 +257,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
           (step // steps_per_epoch) % config.eval_every_epochs == 0)
       if epoch_done and step != total:
         test = exp.evaluate(state.params)
-        writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"]})
+        writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
+                                    "train_seconds": seconds})
         logging.info("step %d  epoch %d  test accuracy %.4f  loss %.4f", step,
                      step // steps_per_epoch, test["accuracy"], test["loss"])
       stop = preemption.agreed()
@@ -272,7 +273,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         raise SystemExit(143)
 
   test = exp.evaluate(state.params)
-  writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"]})
+  writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
+                              "train_seconds": seconds})
   results = {
       "model": config.model, "dataset": config.dataset, "seed": config.seed,
       "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_count": test["count"],
