@@ -20,8 +20,13 @@ def test_unknown_dataset_is_a_user_error(tmp_path):
     data.load_tfds("no_such_dataset", str(tmp_path))
 
 
-def test_missing_data_offline_says_how_to_fix(tmp_path):
-  # An empty data dir on a machine without internet: TFDS cannot download, we say what to do.
+def test_missing_data_offline_says_how_to_fix(tmp_path, monkeypatch):
+  # An empty data dir and no network (a dead proxy stands in for it on a machine that has one):
+  # TFDS cannot download, and we say what to do instead of a traceback from inside TFDS.
+  for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+    monkeypatch.setenv(var, "http://127.0.0.1:9")
+  monkeypatch.delenv("NO_PROXY", raising=False)
+  monkeypatch.delenv("no_proxy", raising=False)
   with pytest.raises(UserError, match="downloads/manual"):
     data.load_tfds("mnist", str(tmp_path / "empty"))
 
