@@ -165,9 +165,13 @@ class Evaluator:
   """Scores a finished run's params on test sets built by research.transforms (no training)."""
 
   def __init__(self, run: Run, runs_dir: str):
+    self.run, self.workdir = run, os.path.join(runs_dir, run.name)
+    self._batch_stats = None
+
+  def _load(self):
+    """Restores the params and compiles the scoring function (only for uncached evals)."""
     import jax
     from research import steps, train
-    self.run, self.workdir = run, os.path.join(runs_dir, run.name)
     self.model, self.params, _ = train.load_model(self.workdir)
     model = self.model
 
@@ -185,6 +189,8 @@ class Evaluator:
     path = os.path.join(self.workdir, "evals", f"{slug(key)}.json")
     if os.path.exists(path):
       return _read_json(path)
+    if self._batch_stats is None:
+      self._load()
     config = self.run.config(test_overrides)
     ds = transforms.apply(config, data.load_dataset(config))
     x, y = ds.test_images, ds.test_labels
@@ -214,16 +220,15 @@ def run_evals(spec: dict, runs: list[Run], rows: list[dict], runs_dir: str, stud
   """Rows for the spec's `evals`: trained params of condition `from`, scored on variants."""
   out = []
   by_run = {r["workdir"]: r for r in rows}
-  evaluators = {}
-  for name, ev in spec.get("evals", {}).items():
-    sources = ev["from"] if isinstance(ev["from"], (list, tuple)) else [ev["from"]]
-    for run in runs:
+  for run in runs:  # runs outer: each run's params are restored and compiled once
+    evaluator = None
+    for name, ev in spec.get("evals", {}).items():
+      sources = ev["from"] if isinstance(ev["from"], (list, tuple)) else [ev["from"]]
       if run.condition not in sources or ("models" in ev and run.model not in ev["models"]):
         continue
       base_row = by_run[os.path.join(runs_dir, run.name)]
-      if run.name not in evaluators:
-        evaluators = {run.name: Evaluator(run, runs_dir)}  # one compiled model at a time
-      res = evaluators[run.name].evaluate(ev["test"], name)
+      evaluator = evaluator or Evaluator(run, runs_dir)
+      res = evaluator.evaluate(ev["test"], name)
       row = {**base_row, "condition": run.condition if ev.get("keep_condition") else name,
              "eval": name, "test_accuracy": res["test_accuracy"], "test_loss": res["test_loss"],
              "trained_as": run.condition, "train_accuracy": None, "train_loss": None,

@@ -28,7 +28,7 @@ def get_sweep(arg=None):
                   "num_train_steps": 300 if quick else 3000, "log_every_steps": 100,
                   "eval_every_epochs": 4},
           # The CNN is ~20x slower per step on CPU: a smaller subset, one seed.
-          "cnn": {"model": "cnn", "train_subset": 1000, "num_train_steps": 1000,
+          "cnn": {"model": "cnn", "train_subset": 1000, "num_train_steps": 800,
                   "log_every_steps": 50, "eval_every_epochs": 25},
       },
       "conditions": CONDITIONS,
