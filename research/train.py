@@ -157,7 +157,7 @@ def check_compatible(config, workdir: str) -> None:
 
 
 class Experiment:
-  """Everything a run needs, built once: data on the devices, model, runner, checkpoints."""
+  """Everything a run needs, built once: data on the devices, model, initial state, runner."""
 
   def __init__(self, config, workdir: str):
     self.config = config

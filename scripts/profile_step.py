@@ -1,0 +1,75 @@
+"""Where the seed CNN's train step spends its time on this backend (a profile, not a test).
+
+  python scripts/profile_step.py [--batch_size=128] [--steps=10]
+
+Times, per train step of batch 128 (median of 3 repeats after a warm-up):
+forward only, forward+backward with each max-pool implementation, one jitted step per call,
+10 steps per call as a rolled loop (lax.scan, what XLA keeps as a while loop) and 10 steps
+unrolled (what research/steps.py compiles). Random uint8 images: timing does not depend on them.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import mnist_cnn  # noqa: E402
+from research import models, steps, train  # noqa: E402
+
+
+def _time(fn, repeats=3):
+  jax.block_until_ready(fn())  # compile + warm up
+  samples = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    samples.append(time.perf_counter() - t0)
+  return sorted(samples)[len(samples) // 2]
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__)
+  p.add_argument("--batch_size", type=int, default=128)
+  p.add_argument("--steps", type=int, default=10)
+  args = p.parse_args()
+  b, k = args.batch_size, args.steps
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (k * b, 28, 28, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, k * b).astype(np.int32))
+  x = steps.normalize(images[:b])
+  rows = []
+  for pool in ("reshape", "reduce_window"):
+    c = mnist_cnn.get_config()
+    c.pool_impl = pool
+    model = models.create_model(c, 10)
+    state = jax.device_put(train.create_train_state(c, model, (28, 28, 1), 1000))
+    fwd = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    grad = jax.jit(jax.grad(lambda p, x: steps.cross_entropy(model.apply({"params": p}, x), labels[:b]).mean()))
+    rows.append((f"forward ({pool} pool)", _time(lambda: fwd(state.params, x))))
+    rows.append((f"forward+backward ({pool} pool)", _time(lambda: grad(state.params, x))))
+  step = steps.make_train_step()
+  one = jax.jit(step)
+  rows.append(("train step, 1 per call", _time(lambda: one(state, images[:b], labels[:b]))))
+  idx = jnp.arange(k * b, dtype=jnp.int32).reshape(k, b)
+
+  def rolled(state):
+    return jax.lax.scan(lambda s, i: step(s, images[i], labels[i]), state, idx)
+
+  rolled = jax.jit(rolled)
+  rows.append((f"train step, {k} per call, rolled loop (lax.scan)", _time(lambda: rolled(state)) / k))
+  unrolled = jax.jit(steps.make_train_chunk(step, k))
+  rows.append((f"train step, {k} per call, unrolled (research/steps.py)",
+               _time(lambda: unrolled(state, images, labels, idx, k)) / k))
+  print(f"seed CNN, batch {b}, jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} CPUs)\n")
+  print("| what | ms per step | images/s |\n|---|---|---|")
+  for name, sec in rows:
+    print(f"| {name} | {1000 * sec:.1f} | {b / sec:,.0f} |")
+
+
+if __name__ == "__main__":
+  main()
