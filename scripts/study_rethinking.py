@@ -73,7 +73,7 @@ def main(argv=None):
   os.makedirs(args.output_dir, exist_ok=True)
   curve_frame.to_csv(os.path.join(args.output_dir, "curves.csv"), index=False)
   plot(curve_frame, os.path.join(args.output_dir, "rethinking.png"))
-  subsets = {m: o.get("train_subset") for m, o in spec["models"].items()}
+  subsets = {m: o.get("train_subset") for m, o in spec["models"].items() if m in set(frame["model"])}
   lines = [f"Command: `{sweep.command_line()}`", "",
            f"Dataset {frame['dataset'].iloc[0]}; training subsets {subsets} examples; seeds per "
            f"model {frame.groupby('model', sort=False)['seed'].nunique().to_dict()}. Train "
