@@ -259,7 +259,6 @@ def to_frame(rows: list[dict]):
 
 def aggregate(frame, by=("model", "condition"), metrics=("test_accuracy", "train_accuracy")):
   """mean, std (ddof=1; 0 for one seed) and n over seeds, in first-seen order of `by`."""
-  import pandas as pd
   by = list(by)
   metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
   groups = frame.groupby(by, sort=False)
@@ -300,6 +299,22 @@ def write_outputs(output_dir: str, rows: list[dict], markdown: str) -> None:
   to_frame(rows).to_csv(os.path.join(output_dir, "results.csv"), index=False)
   with open(os.path.join(output_dir, "results.md"), "w") as f:
     f.write(markdown.rstrip() + "\n")
+
+
+def publish(args, section: str, lines: list[str], rows: list[dict] | None = None) -> str:
+  """A study's outputs: results.csv (rows) and results.md in --output_dir, its section of
+  --results_md, and the markdown on stdout. Returns the markdown."""
+  markdown = "\n".join(lines)
+  os.makedirs(args.output_dir, exist_ok=True)
+  if rows is not None:
+    write_outputs(args.output_dir, rows, markdown)
+  else:
+    with open(os.path.join(args.output_dir, "results.md"), "w") as f:
+      f.write(markdown + "\n")
+  if args.results_md:
+    update_markdown_section(args.results_md, section, markdown, asset_dir=args.output_dir)
+  print(markdown)
+  return markdown
 
 
 def update_markdown_section(path: str, name: str, text: str, asset_dir: str = "") -> None:

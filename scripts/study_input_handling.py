@@ -107,16 +107,9 @@ def main(argv=None):
   lines += [f"| {r['model']} | {r['layer']} | {r['kernel_shape']} | {r['output_shape']} |"
             for r in layer_rows]
   lines += ["", "![input handling](input_handling.png)"]
-  markdown = "\n".join(lines)
-  sweep.to_frame([{"study": "input_handling", "tensor": a, "seed": b, "measured": c}
-                  for a, b, c in shapes]).to_csv(os.path.join(args.output_dir, "results.csv"),
-                                                 index=False)
-  with open(os.path.join(args.output_dir, "results.md"), "w") as f:
-    f.write(markdown + "\n")
-  if args.results_md:
-    sweep.update_markdown_section(args.results_md, "input_handling", markdown,
-                                  asset_dir=args.output_dir)
-  print(markdown)
+  sweep.publish(args, "input_handling", lines,
+                [{"study": "input_handling", "tensor": a, "seed": b, "measured": c}
+                 for a, b, c in shapes])
   return shapes
 
 

@@ -117,13 +117,7 @@ def main(argv=None):
   lines += ["", "| model | total parameters |", "|---|---|"]
   lines += [f"| {m} | {t:,} |" for m, t in total.items()]
   lines += ["", "![parameters](params.png)"]
-  markdown = "\n".join(lines)
-  with open(os.path.join(args.output_dir, "results.md"), "w") as f:
-    f.write(markdown + "\n")
-  if args.results_md:
-    sweep.update_markdown_section(args.results_md, "params", markdown,
-                                  asset_dir=args.output_dir)
-  print(markdown)
+  sweep.publish(args, "params", lines)
   return rows, total
 
 

@@ -83,12 +83,7 @@ def main(argv=None):
                                 labels={"train_loss": "train loss (nats)"}), ""]
   lines += sweep.claims_table(checks(agg))
   lines += ["", "![rethinking generalization](rethinking.png)"]
-  markdown = "\n".join(lines)
-  sweep.write_outputs(args.output_dir, rows, markdown)
-  if args.results_md:
-    sweep.update_markdown_section(args.results_md, "rethinking", markdown,
-                                  asset_dir=args.output_dir)
-  print(markdown)
+  sweep.publish(args, "rethinking", lines, rows)
   return frame, agg
 
 

@@ -75,12 +75,7 @@ def main(argv=None):
            "the params of the 'original' runs on permuted test images (no retraining).", "",
            sweep.markdown_table(agg), ""] + sweep.claims_table(checks(agg))
   lines += ["", "![shuffled pixels](shuffled.png)"]
-  markdown = "\n".join(lines)
-  sweep.write_outputs(args.output_dir, rows, markdown)
-  if args.results_md:
-    sweep.update_markdown_section(args.results_md, "shuffled", markdown,
-                                  asset_dir=args.output_dir)
-  print(markdown)
+  sweep.publish(args, "shuffled", lines, rows)
   return frame, agg
 
 

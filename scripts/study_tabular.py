@@ -46,12 +46,7 @@ def main(argv=None):
            f"{sorted(set(frame['seed']))}. The test split is small: one example is "
            f"{100 / len(ds.test_labels):.2f} pp.", "", sweep.markdown_table(agg), "",
            "![tabular](tabular.png)"]
-  markdown = "\n".join(lines)
-  sweep.write_outputs(args.output_dir, rows, markdown)
-  if args.results_md:
-    sweep.update_markdown_section(args.results_md, "tabular", markdown,
-                                  asset_dir=args.output_dir)
-  print(markdown)
+  sweep.publish(args, "tabular", lines, rows)
   return frame, agg
 
 

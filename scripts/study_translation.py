@@ -104,12 +104,7 @@ def main(argv=None):
               "test).", "", sweep.markdown_table(canvas), ""]
   lines += sweep.claims_table(checks(curves))
   lines += ["", "![translation](translation.png)"]
-  markdown = "\n".join(lines)
-  sweep.write_outputs(args.output_dir, rows, markdown)
-  if args.results_md:
-    sweep.update_markdown_section(args.results_md, "translation", markdown,
-                                  asset_dir=args.output_dir)
-  print(markdown)
+  sweep.publish(args, "translation", lines, rows)
   return frame, curves
 
 
