@@ -21,6 +21,7 @@ setup(
         "ml-collections>=1.0,<2",
         "numpy>=1.26",
         "matplotlib>=3.8",
+        "pandas>=2.0",  # the study scripts aggregate results.csv with it
         "scikit-learn>=1.4",  # a real tabular dataset that ships on disk (breast cancer)
     ],
     extras_require={
