@@ -26,7 +26,5 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8"],
-        # The seeds' Keras code, run side by side in scripts/benchmark.py (tensorflow-cpu brings keras 3).
-        "bench": ["psutil"],
     },
 )
