@@ -6,22 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+from research import sweep
+
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-from research import sweep  # noqa: E402
-
-
-def _mnist_reason():
-  """'' when real MNIST can be loaded offline, else why not."""
-  data_dir = os.environ.get("TFDS_DATA_DIR", "")
-  if data_dir and os.path.isdir(os.path.join(data_dir, "mnist")):
-    return ""
-  if data_dir and os.path.isfile(os.path.join(data_dir, "downloads", "manual",
-                                              "train-images-idx3-ubyte.gz")):
-    return ""
-  return (f"real MNIST unavailable: no prepared mnist under TFDS_DATA_DIR={data_dir or '(unset)'} "
-          "(scripts/test.sh prepares it from ../shared/data/mnist)")
 
 
 def test_grid_helpers_and_run_names():
@@ -96,12 +84,9 @@ def test_markdown_sections_are_replaced(tmp_path):
   assert text.index("table v2") < text.index("table t")
 
 
-def test_shuffled_pixels_claims_on_real_mnist(tmp_path, capsys):
+def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
   """The issue's first three claims, measured: a short version of scripts/study_shuffled.py
   (MLP 600 steps x 3 seeds, CNN 200 steps x 1 seed)."""
-  reason = _mnist_reason()
-  if reason:
-    pytest.skip(reason)
   import study_shuffled
   out = str(tmp_path / "study")
   argv = ["--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/shuffled.py:quick")]
