@@ -9,7 +9,7 @@ import time
 import jax
 import numpy as np
 
-from research import data, models, steps, train, transforms
+from research import data, models, parallel, steps, train, transforms
 
 
 def train_seeds(config, seeds) -> list[dict]:
@@ -30,12 +30,16 @@ def train_seeds(config, seeds) -> list[dict]:
   state = treedef.unflatten([np.stack(xs) for xs in zip(*map(jax.tree.leaves, states))])
   chunk = steps.make_train_chunk(steps.make_train_step(transforms.make_augment(config)),
                                  config.steps_per_call)
-  vchunk = jax.jit(jax.vmap(chunk, in_axes=(0, None, None, 0, None)), donate_argnums=0)
-  veval = jax.jit(jax.vmap(steps.make_eval_step(model.apply), in_axes=(0, None, None, None, None)))
+  options = parallel.compiler_options(config.xla_cpu_ynnpack)
+  vchunk = jax.jit(jax.vmap(chunk, in_axes=(0, None, None, 0, None)), donate_argnums=0,
+                   compiler_options=options)
+  veval = jax.jit(jax.vmap(steps.make_eval_step(model.apply), in_axes=(0, None, None, None, None)),
+                  compiler_options=options)
   images, labels = jax.device_put((ds.train_images, ds.train_labels))
   state = jax.device_put(state)
 
   step, seconds, losses = 0, 0.0, []
+  first_call = None  # (steps, seconds) of the first call, which holds the compilation
   while step < total:
     n = min(config.steps_per_call, total - step)
     idx = np.zeros((len(seeds), config.steps_per_call, config.batch_size), np.int32)
@@ -46,6 +50,8 @@ def train_seeds(config, seeds) -> list[dict]:
     losses.append(np.asarray(metrics["loss"])[:, :n])  # waits for the chunk
     seconds += time.time() - t0
     step += n
+    if first_call is None:
+      first_call = (step, seconds)
 
   test_images, test_labels = jax.device_put((ds.test_images, ds.test_labels))
   idx, mask = train.eval_indices(len(ds.test_labels), config.eval_batch_size)
@@ -54,6 +60,8 @@ def train_seeds(config, seeds) -> list[dict]:
   params = jax.device_get(state.params)
   return [{
       "seed": seed, "steps": step, "train_seconds": seconds, "model": config.model,
+      # after the first (compiling) call; 0 when there was only one call
+      "steady_steps": step - first_call[0], "steady_seconds": seconds - first_call[1],
       "test_accuracy": float(totals["correct"][k]) / float(totals["count"][k]),
       "test_loss": float(totals["loss_sum"][k]) / float(totals["count"][k]),
       "final_train_loss": float(losses[-1][k, -1]),

@@ -137,7 +137,7 @@ def _next_boundary(step, total, config, steps_per_epoch):
 RESUMABLE_FIELDS = frozenset({
     "parallelism", "steps_per_call", "log_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "eval_batch_size", "eval_every_epochs", "eval_train", "debug",
-    "data_dir"})
+    "data_dir", "xla_cpu_ynnpack"})
 
 
 def check_compatible(config, workdir: str) -> None:
@@ -184,7 +184,7 @@ class Experiment:
     train_step = steps.make_train_step(transforms.make_augment(config))
     self.runner = parallel.make_runner(
         config.parallelism, steps.make_train_chunk(train_step, config.steps_per_call),
-        steps.make_eval_step(self.model.apply))
+        steps.make_eval_step(self.model.apply), ynnpack=config.xla_cpu_ynnpack)
     n = self.runner.num_devices
     self.eval_batch = -(-config.eval_batch_size // n) * n
     self.train_data = self.runner.put_replicated((ds.train_images, ds.train_labels))

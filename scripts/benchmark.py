@@ -9,8 +9,10 @@ Both train the seed CNN and the seed MLP on the same uint8 arrays (TFDS), batch 
   compile s     first epoch's extra time over a steady epoch (tracing + XLA compilation)
   to target     training seconds until the test accuracy first reaches 99.0% (CNN) / 97.5% (MLP)
   peak RSS      the subprocess's maximum resident memory
-and the ratios project/Keras. It also trains K seeds of the MLP (and CNN) in one vmapped
-program against K sequential runs. A benchmark prints numbers; it asserts nothing.
+and the ratios project/Keras; the roofline of the project's train step (XLA's FLOP count over
+this machine's measured matmul rate: the images/s no implementation of the same math can pass);
+and K seeds trained by one vmapped program against K sequential runs, with and without the
+first (compiling) call of each program. A benchmark prints numbers; it asserts nothing.
 """
 import argparse
 import json
@@ -94,11 +96,52 @@ def run_seeds(model, k, steps):
   from research import multiseed
   c = (mnist_cnn if model == "cnn" else mnist_mlp).get_config()
   c.num_train_steps, c.lr_schedule = steps, "constant"
-  together = multiseed.train_seeds(c, list(range(k)))[0]["train_seconds"]
-  sequential = sum(multiseed.train_seeds(c, [s])[0]["train_seconds"] for s in range(k))
-  return {"k": k, "steps": steps, "vmapped_s": together, "sequential_s": sequential,
-          "vmapped_images_per_s": k * steps * c.batch_size / together,
-          "sequential_images_per_s": k * steps * c.batch_size / sequential}
+  together = multiseed.train_seeds(c, list(range(k)))[0]
+  sequential = [multiseed.train_seeds(c, [s])[0] for s in range(k)]
+  seq_s = sum(r["train_seconds"] for r in sequential)
+  seq_steady_s = sum(r["steady_seconds"] for r in sequential)
+  return {"k": k, "steps": steps, "vmapped_s": together["train_seconds"], "sequential_s": seq_s,
+          "vmapped_images_per_s": k * steps * c.batch_size / together["train_seconds"],
+          "sequential_images_per_s": k * steps * c.batch_size / seq_s,
+          # without the first call of each program (compilation), as images/s above
+          "vmapped_steady_images_per_s": k * together["steady_steps"] * c.batch_size / together["steady_seconds"],
+          "sequential_steady_images_per_s": (sum(r["steady_steps"] for r in sequential) * c.batch_size
+                                             / seq_steady_s)}
+
+
+def run_roofline(model):
+  """The project's compiled train step: XLA's FLOP count, and the fastest it could run here.
+
+  The ceiling divides the step's FLOPs by this machine's measured float32 matmul rate (a
+  2048^3 product, the best case for XLA:CPU), so it bounds any implementation of the same math.
+  """
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from configs import mnist_cnn, mnist_mlp
+  from research import models, parallel, steps, train
+  c = (mnist_cnn if model == "cnn" else mnist_mlp).get_config()
+  net = models.create_model(c, 10)
+  state = train.create_train_state(c, net, (28, 28, 1), 1000)
+  images = jnp.zeros((c.batch_size, 28, 28, 1), jnp.uint8)
+  labels = jnp.zeros((c.batch_size,), jnp.int32)
+  compiled = jax.jit(steps.make_train_step(), compiler_options=parallel.compiler_options()).lower(
+      state, images, labels).compile()
+  cost = compiled.cost_analysis()
+  flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(2048, 2048)), jnp.float32)
+  matmul = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(matmul(a))
+  best = min(_timed(lambda: jax.block_until_ready(matmul(a))) for _ in range(5))
+  peak = 2 * 2048**3 / best
+  return {"step_gflop": flops / 1e9, "matmul_gflop_per_s": peak / 1e9,
+          "ceiling_images_per_s": c.batch_size * peak / flops}
+
+
+def _timed(fn):
+  t0 = time.perf_counter()
+  fn()
+  return time.perf_counter() - t0
 
 
 def _worker(args):
@@ -106,6 +149,8 @@ def _worker(args):
     out = run_project(args.model, args.epochs)
   elif args.worker == "keras":
     out = run_keras(args.model, args.epochs)
+  elif args.worker == "roofline":
+    out = run_roofline(args.model)
   else:
     out = run_seeds(args.model, args.k, args.seed_steps)
   print("RESULT " + json.dumps(out), flush=True)
@@ -132,7 +177,7 @@ def main():
   p.add_argument("--k", type=int, default=8, help="seeds trained at once by the vmapped program")
   p.add_argument("--seed_steps", type=int, default=200, help="train steps per seed in the K-seed test")
   p.add_argument("--output_dir", default="runs/benchmark")
-  p.add_argument("--worker", choices=["project", "keras", "seeds"], help=argparse.SUPPRESS)
+  p.add_argument("--worker", choices=["project", "keras", "seeds", "roofline"], help=argparse.SUPPRESS)
   p.add_argument("--model", default="cnn", help=argparse.SUPPRESS)
   args = p.parse_args()
   if args.epochs < 2 or args.k < 1:
@@ -160,13 +205,23 @@ def main():
              else "n/a (a side did not reach the target)")
     rows.append(f"| {model} | {a['images_per_s'] / b['images_per_s']:.2f}x | {ratio} |")
   lines += ["", "| model | images/s project/Keras | time to target project/Keras |", "|---|---|---|"] + rows
-  lines += ["", f"| K-seed program | K | steps/seed | vmapped s | sequential s | throughput ratio |",
-            "|---|---|---|---|---|---|"]
+  lines += ["", "| model | train step GFLOP (XLA) | matmul GFLOP/s here | ceiling images/s | "
+            "project images/s / ceiling | ceiling / Keras images/s |", "|---|---|---|---|---|---|"]
+  for model in args.models.split(","):
+    r = _spawn("roofline", model, args)
+    report[f"roofline_{model}"] = r
+    ceiling = r["ceiling_images_per_s"]
+    lines.append(f"| {model} | {r['step_gflop']:.3f} | {r['matmul_gflop_per_s']:.0f} | {ceiling:,.0f} | "
+                 f"{report[model]['project']['images_per_s'] / ceiling:.2f} | "
+                 f"{ceiling / report[model]['keras']['images_per_s']:.2f}x |")
+  lines += ["", "| K-seed program | K | steps/seed | vmapped s | sequential s | throughput ratio | "
+            "ratio without compilation |", "|---|---|---|---|---|---|---|"]
   for model in args.models.split(","):
     s = _spawn("seeds", model, args)
     report[f"seeds_{model}"] = s
     lines.append(f"| {model} | {s['k']} | {s['steps']} | {s['vmapped_s']:.1f} | {s['sequential_s']:.1f} | "
-                 f"{s['vmapped_images_per_s'] / s['sequential_images_per_s']:.2f}x |")
+                 f"{s['vmapped_images_per_s'] / s['sequential_images_per_s']:.2f}x | "
+                 f"{s['vmapped_steady_images_per_s'] / s['sequential_steady_images_per_s']:.2f}x |")
   text = "\n".join(lines)
   print(text)
   with open(os.path.join(args.output_dir, "benchmark.md"), "w") as f:

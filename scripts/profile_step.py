@@ -2,9 +2,10 @@
 
   python scripts/profile_step.py [--batch_size=128] [--steps=10]
 
-Times, per train step of batch 128 (median of 3 repeats after a warm-up):
-forward only, forward+backward with each max-pool implementation, one jitted step per call,
-10 steps per call as a rolled loop (lax.scan, what XLA keeps as a while loop) and 10 steps
+Times, per train step of batch 128 (median of 5 repeats after a warm-up):
+forward only, forward+backward with each max-pool implementation, one jitted step per call with
+XLA:CPU's default convolution kernels (YNNPACK) and with Eigen's (what research/parallel.py
+picks), 10 steps per call as a rolled loop (lax.scan, what XLA keeps as a while loop) and 10 steps
 unrolled (what research/steps.py compiles). Random uint8 images: timing does not depend on them.
 """
 import argparse
@@ -19,10 +20,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import mnist_cnn  # noqa: E402
-from research import models, steps, train  # noqa: E402
+from research import models, parallel, steps, train  # noqa: E402
 
 
-def _time(fn, repeats=3):
+def _time(fn, repeats=5):
   jax.block_until_ready(fn())  # compile + warm up
   samples = []
   for _ in range(repeats):
@@ -43,26 +44,35 @@ def main():
   labels = jnp.asarray(rng.integers(0, 10, k * b).astype(np.int32))
   x = steps.normalize(images[:b])
   rows = []
+  opts = parallel.compiler_options()
+  jit = lambda f: jax.jit(f, compiler_options=opts)
   for pool in ("reshape", "reduce_window"):
     c = mnist_cnn.get_config()
     c.pool_impl = pool
     model = models.create_model(c, 10)
     state = jax.device_put(train.create_train_state(c, model, (28, 28, 1), 1000))
-    fwd = jax.jit(lambda p, x: model.apply({"params": p}, x))
-    grad = jax.jit(jax.grad(lambda p, x: steps.cross_entropy(model.apply({"params": p}, x), labels[:b]).mean()))
+    fwd = jit(lambda p, x: model.apply({"params": p}, x))
+    grad = jit(jax.grad(lambda p, x: steps.cross_entropy(model.apply({"params": p}, x), labels[:b]).mean()))
     rows.append((f"forward ({pool} pool)", _time(lambda: fwd(state.params, x))))
     rows.append((f"forward+backward ({pool} pool)", _time(lambda: grad(state.params, x))))
+    if pool == "reshape":  # the config's default: the train step rows below use it
+      default_pool_state = state
+  state = default_pool_state
   step = steps.make_train_step()
-  one = jax.jit(step)
-  rows.append(("train step, 1 per call", _time(lambda: one(state, images[:b], labels[:b]))))
+  default = jax.jit(step)
+  rows.append(("train step, 1 per call, XLA:CPU default kernels (YNNPACK)",
+                _time(lambda: default(state, images[:b], labels[:b]))))
+  one = jit(step)
+  rows.append((f"train step, 1 per call, {'Eigen' if opts else 'default'} kernels (research/parallel.py)",
+               _time(lambda: one(state, images[:b], labels[:b]))))
   idx = jnp.arange(k * b, dtype=jnp.int32).reshape(k, b)
 
   def rolled(state):
     return jax.lax.scan(lambda s, i: step(s, images[i], labels[i]), state, idx)
 
-  rolled = jax.jit(rolled)
+  rolled = jit(rolled)
   rows.append((f"train step, {k} per call, rolled loop (lax.scan)", _time(lambda: rolled(state)) / k))
-  unrolled = jax.jit(steps.make_train_chunk(step, k))
+  unrolled = jit(steps.make_train_chunk(step, k))
   rows.append((f"train step, {k} per call, unrolled (research/steps.py)",
                _time(lambda: unrolled(state, images, labels, idx, k)) / k))
   print(f"seed CNN, batch {b}, jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} CPUs)\n")
