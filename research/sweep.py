@@ -410,3 +410,11 @@ def setup_matplotlib():
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt
+
+
+def save_figure(fig, path: str) -> None:
+  """Writes a study figure (tight layout, 120 dpi) and frees it."""
+  import matplotlib.pyplot as plt
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -95,9 +95,7 @@ def main(argv=None):
   ax.set_title("what Dense receives: one flat vector of 784 values (no notion of neighbours)",
                fontsize=8)
   fig.suptitle(f"Input handling. Feature maps: {maps_source}", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(os.path.join(args.output_dir, "input_handling.png"), dpi=120)
-  plt.close(fig)
+  sweep.save_figure(fig, os.path.join(args.output_dir, "input_handling.png"))
 
   lines = [f"Command: `{sweep.command_line()}`", "",
            "| tensor | seed says | measured (Flax) |", "|---|---|---|"]

@@ -100,9 +100,7 @@ def main(argv=None):
   for i, v in enumerate(values):
     ax.text(v, i, f" {v:,}", va="center", fontsize=7)
   ax.set_title(f"Parameters per layer, input {h}x{w}x{c}")
-  fig.tight_layout()
-  fig.savefig(os.path.join(args.output_dir, "params.png"), dpi=120)
-  plt.close(fig)
+  sweep.save_figure(fig, os.path.join(args.output_dir, "params.png"))
 
   lines = [f"Command: `{sweep.command_line()}`", "", f"Input {h}x{w}x{c}, 10 classes.", "",
            "| layer | input | output | parameters |", "|---|---|---|---|"]

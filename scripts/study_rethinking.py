@@ -57,9 +57,7 @@ def plot(curve_frame, path):
     axes[1, j].set_title(f"{model.upper()}: training accuracy (batches, %)")
     axes[1, j].set_xlabel("thousands of steps")
     axes[0, j].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  sweep.save_figure(fig, path)
 
 
 def main(argv=None):

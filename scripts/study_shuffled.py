@@ -55,9 +55,7 @@ def plot(agg, path):
   ax.set_ylim(0, 100)
   ax.set_title(f"Shuffled pixels on {agg.attrs.get('dataset', 'MNIST')} (mean ± std over seeds)")
   ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  sweep.save_figure(fig, path)
 
 
 def main(argv=None):

@@ -25,9 +25,7 @@ def plot(agg, path):
   ax.set_ylim(low, 100)
   ax.set_ylabel("test accuracy (%)")
   ax.set_title("Breast cancer (30 features): Dense vs 1-D conv")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  sweep.save_figure(fig, path)
 
 
 def main(argv=None):

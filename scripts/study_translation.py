@@ -78,9 +78,7 @@ def plot(curves, canvas, path):
     axes[1].set_xticks(x, [m.upper() for m in canvas["model"]])
     axes[1].set_ylim(0, 100)
     axes[1].set_title("Translated MNIST, 40x40 canvas")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  sweep.save_figure(fig, path)
 
 
 def main(argv=None):
