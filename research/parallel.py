@@ -21,7 +21,7 @@ from research import UserError
 AXIS = "data"
 
 # XLA:CPU hands convolutions (and their gradients) to YNNPACK by default. For this project's small
-# convolutions Eigen's kernels are 2-3x faster per train step (README, performance), so jitted
+# convolutions Eigen's kernels make the train step 1.4-2.6x faster (README, performance), so jitted
 # steps on CPU turn YNNPACK off unless `config.xla_cpu_ynnpack` is set. A per-compile option,
 # probed once: jaxlib versions without it compile as usual.
 _YNNPACK_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
