@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1
   c.eval_train = True  # score the whole training split at the end (results.json train_accuracy)
   c.debug = False  # NaN checks inside the step, compile logging
+  c.stall_timeout = 900  # s a multi-process run may wait for a stalled peer before exiting (0: forever)
   c.xla_cpu_ynnpack = False  # XLA:CPU's YNNPACK conv kernels; off: Eigen's, 1.4-2.6x faster steps here
 
   # Checkpoints (orbax, WORKDIR/checkpoints).

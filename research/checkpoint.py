@@ -3,6 +3,14 @@
 The state is saved unreplicated, as host arrays (params, optimizer state, step, rng), so a
 checkpoint written by any parallel flavour or device count restores into any other. The data
 order is a pure function of (seed, epoch, step), so the step is all it takes to resume it.
+
+Multi-process runs: orbax's barriers between processes default to device collectives
+(`sync_global_devices`), and the async commit runs them from a background thread while the
+training loop runs its own collectives (evaluations) on the main thread. Two processes can then
+enter the same two collectives in different orders and wait for each other forever (seen as a
+hang at the end of a two-process run on a loaded CPU box). `_use_distributed_barriers` makes
+orbax use the jax.distributed key-value barriers instead: they are safe from any thread and
+time out.
 """
 import contextlib
 import os
@@ -20,6 +28,8 @@ class Checkpointer:
 
   def __init__(self, workdir: str, max_to_keep: int = 2, async_save: bool = True):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    if jax.process_count() > 1:
+      _use_distributed_barriers()
     with self._clear_errors():
       self._manager = ocp.CheckpointManager(
           self.directory,
@@ -28,11 +38,14 @@ class Checkpointer:
 
   @contextlib.contextmanager
   def _clear_errors(self):
-    """A full or read-only disk surfaces from orbax/tensorstore as OSError or ValueError."""
+    """One line for what really failed: the disk, or the other processes of the run."""
     try:
       yield
     except (OSError, ValueError, RuntimeError) as e:
       reason = " ".join(str(e).split())
+      if any(word in reason for word in _PEER_ERRORS):
+        raise UserError(f"checkpointing in {self.directory} needs every process of the run, and "
+                        f"one did not take part in time ({reason[:200]})") from None
       for known in ("No space left on device", "Read-only file system", "Permission denied"):
         if known in reason:
           reason = known
@@ -81,6 +94,22 @@ class Checkpointer:
   def close(self):
     self.wait()
     self._manager.close()
+
+
+# Errors of the barriers and collectives between processes (not of the disk).
+_PEER_ERRORS = ("DEADLINE_EXCEEDED", "Gloo", "Barrier", "barrier", "coordination service",
+                "another task died", "UNAVAILABLE")
+
+
+def _use_distributed_barriers():
+  """Orbax's jax.distributed barriers instead of device collectives (see the module doc)."""
+  from absl import flags
+  name = "experimental_orbax_use_distributed_barrier"
+  if name not in flags.FLAGS:  # an orbax without the switch: its default barriers
+    return
+  if not flags.FLAGS.is_parsed():  # called from a notebook: no command line to parse
+    flags.FLAGS.mark_as_parsed()
+  flags.FLAGS[name].value = True
 
 
 def _check_shapes(target, restored):

@@ -1,14 +1,22 @@
 """Datasets as uint8 arrays in host memory, loaded once per process.
 
 TFDS prepares the dataset (downloading it, or offline from the original archives placed in
-`$TFDS_DATA_DIR/downloads/manual/`), then each split is read in one go with `batch_size=-1`.
-Images stay uint8 (47 MB for MNIST); the train step normalizes them on the device.
+`$TFDS_DATA_DIR/downloads/manual/NAME/`), then each split is read in one go with `batch_size=-1`.
+Images stay uint8 (47 MB for MNIST); the train step normalizes them on the device. One process
+prepares while the others on the machine wait; a dataset whose archives share file names with
+another's (MNIST, Fashion-MNIST) is extracted in a folder of its own and checked after loading.
 """
+import contextlib
 import dataclasses
+import fcntl
 import functools
+import io
 import os
+import shutil
+import time
 
 import numpy as np
+from absl import logging
 
 from research import UserError
 
@@ -35,18 +43,147 @@ def _data_dir(data_dir: str) -> str:
   return data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
+def manual_dir(data_dir: str, name: str) -> str:
+  """Where the original archives of `name` lie: downloads/manual/NAME/, else downloads/manual/.
+
+  MNIST and Fashion-MNIST archives have the same file names, so each dataset gets a folder of
+  its own (scripts/env.sh stages them so); the shared folder is what TFDS documents.
+  """
+  own = os.path.join(data_dir, "downloads", "manual", name)
+  return own if os.path.isdir(own) else os.path.join(data_dir, "downloads", "manual")
+
+
 def _offline_help(name: str, data_dir: str) -> str:
+  source = {"mnist": "mnist", "fashion_mnist": "fashion_mnist"}.get(name)
+  example = (f" (`mkdir -p {data_dir}/downloads/manual/{name} && cp ../shared/data/{source}/*.gz "
+             f"{data_dir}/downloads/manual/{name}/`)" if source else "")
   return (f"could not prepare TFDS dataset {name!r} in {data_dir}. Offline, put the original "
-          f"archives in {os.path.join(data_dir, 'downloads', 'manual')} (for MNIST: "
-          f"`mkdir -p {data_dir}/downloads/manual && cp ../shared/data/mnist/*.gz "
-          f"{data_dir}/downloads/manual/`), or run once on a machine with internet access")
+          f"archives in {os.path.join(data_dir, 'downloads', 'manual', name)}{example}, or run "
+          "once on a machine with internet access")
+
+
+# The test split's class counts of datasets whose archives share file names: a dataset built
+# from the wrong archives (TFDS reuses extracted files by name) fails this check.
+TEST_CLASS_COUNTS = {
+    "mnist": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    "fashion_mnist": [1000] * 10,
+}
+
+# How long a process waits for another one preparing the same dataset (TFDS takes 20-50 s on
+# two cores for MNIST-sized data; a download may take longer).
+PREPARE_WAIT_SECONDS = 1800
+
+
+@contextlib.contextmanager
+def _exclusive(path: str, what: str, timeout: float = PREPARE_WAIT_SECONDS):
+  """An exclusive lock file: processes on one machine prepare a dataset one at a time."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "a") as f:
+    deadline = time.monotonic() + timeout
+    logged = False
+    while True:
+      try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+      except BlockingIOError:
+        if time.monotonic() > deadline:
+          raise UserError(f"gave up after {timeout:.0f} s waiting for another process to finish "
+                          f"{what} (lock {path})") from None
+        if not logged:
+          logging.info("waiting for another process to finish %s", what)
+          logged = True
+        time.sleep(0.5)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepare(builder, name: str, data_dir: str) -> None:
+  """Prepares `name` once (other processes wait), quietly, with one line saying from where.
+
+  Each dataset downloads and extracts into downloads/NAME/, so no dataset reuses another's
+  extracted files; what a failed prepare created is removed.
+  """
+  tfds = _import_tfds()
+  from tensorflow_datasets.core.download import downloader
+  with _exclusive(os.path.join(data_dir, f".{name}.prepare.lock"), f"preparing {name}"):
+    if builder.is_prepared():  # another process did it while we waited
+      return
+    download_dir = os.path.join(data_dir, "downloads", name)
+    manual = manual_dir(data_dir, name)
+    created = [p for p in (download_dir, os.path.join(data_dir, name)) if not os.path.exists(p)]
+    downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, DOWNLOAD_RETRIES)
+    tfds.disable_progress_bar()
+    t0 = time.time()
+    try:
+      with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints banners to stdout
+        builder.download_and_prepare(download_dir=download_dir, download_config=(
+            tfds.download.DownloadConfig(manual_dir=manual, try_download_gcs=False)))
+    except Exception as e:  # offline, missing archives, bad checksums, no space ...
+      for path in created:
+        shutil.rmtree(path, ignore_errors=True)
+      reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+      raise UserError(f"{_offline_help(name, data_dir)} ({type(e).__name__}: {reason})") from None
+    archives = os.path.isdir(manual) and any(f.endswith(".gz") for f in os.listdir(manual))
+    logging.info("prepared %s in %s from %s in %.0f s", name, builder.data_dir,
+                 f"the archives in {manual}" if archives else "a download", time.time() - t0)
+
+
+def _import_tfds():
+  """TFDS, imported only when data is needed (it imports TensorFlow, which is heavy).
+
+  TensorFlow only decodes the prepared files here (uint8 images, int labels), so its oneDNN
+  graph rewrites change nothing of ours; turning them off silences the two C++ notices that it
+  prints at import whatever TF_CPP_MIN_LOG_LEVEL says. Both are defaults a user can override.
+  """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  import tensorflow_datasets as tfds
+  return tfds
+
+
+CACHE_FILE = "arrays.npz"
+
+
+def _read_splits(builder) -> dict:
+  """{split: (uint8 images, int32 labels)} of the prepared dataset, through a cache.
+
+  Reading a split through TFDS imports TensorFlow and decodes every image (~10 s for MNIST on
+  two cores, paid by every run and every process). The decoded arrays are kept beside TFDS's
+  files, in the dataset's version folder, so they go when that folder is prepared again; later
+  loads read them in a fraction of a second. A folder that is not writable just has no cache.
+  """
+  cache = os.path.join(builder.data_dir, CACHE_FILE)
+  if os.path.isfile(cache):
+    try:
+      with np.load(cache) as f:
+        return {s: (f[f"{s}_images"], f[f"{s}_labels"]) for s in ("train", "test")}
+    except (OSError, ValueError, KeyError) as e:
+      logging.warning("ignoring the unreadable array cache %s (%s)", cache, e)
+  tfds = _import_tfds()
+  splits = {}
+  for split in ("train", "test"):
+    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    splits[split] = (np.asarray(arrays["image"], np.uint8), np.asarray(arrays["label"], np.int32))
+  if os.path.isdir(builder.data_dir):  # a local folder (not gs://)
+    tmp = f"{cache}.tmp.{os.getpid()}.npz"
+    try:
+      np.savez(tmp, **{f"{s}_{k}": a for s, (i, l) in splits.items()
+                       for k, a in (("images", i), ("labels", l))})
+      os.replace(tmp, cache)
+    except OSError as e:
+      logging.info("no array cache in %s: %s", builder.data_dir, e)
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
+  return splits
 
 
 @functools.lru_cache(maxsize=4)
 def load_tfds(name: str, data_dir: str = "") -> Dataset:
   """Loads `name`'s train and test splits; raises UserError with a fix when it cannot."""
   data_dir = _data_dir(data_dir)
-  import tensorflow_datasets as tfds  # heavy: imported only when data is needed
+  tfds = _import_tfds()
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
@@ -54,27 +191,25 @@ def load_tfds(name: str, data_dir: str = "") -> Dataset:
   except PermissionError as e:
     raise UserError(f"TFDS data_dir {data_dir} is not usable: {e}") from None
   if not builder.is_prepared():
-    from tensorflow_datasets.core.download import downloader
-    downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, DOWNLOAD_RETRIES)
-    try:
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    except Exception as e:  # offline, missing archives, bad checksums, no space ...
-      reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-      raise UserError(f"{_offline_help(name, data_dir)} ({type(e).__name__}: {reason})") from None
+    _prepare(builder, name, data_dir)
   info = builder.info
   if "image" not in info.features or "label" not in info.features:
     raise UserError(f"dataset {name!r} has no 'image'/'label' features; use an image "
                     "classification dataset such as mnist, fashion_mnist or cifar10")
-  splits = {}
   for split in ("train", "test"):
     if split not in info.splits:
       raise UserError(f"dataset {name!r} has no {split!r} split")
-    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    splits[split] = (np.asarray(arrays["image"], np.uint8), np.asarray(arrays["label"], np.int32))
+  splits = _read_splits(builder)
+  num_classes = int(info.features["label"].num_classes)
+  expected = TEST_CLASS_COUNTS.get(name)
+  counts = np.bincount(splits["test"][1], minlength=num_classes).tolist()
+  if expected is not None and counts != expected:
+    raise UserError(f"the prepared {name!r} in {builder.data_dir} is not {name}: its test split "
+                    f"has class counts {counts}, expected {expected} (built from another "
+                    f"dataset's archives?); delete that folder and prepare it again")
   return Dataset(name=name, train_images=splits["train"][0], train_labels=splits["train"][1],
                  test_images=splits["test"][0], test_labels=splits["test"][1],
-                 num_classes=int(info.features["label"].num_classes))
+                 num_classes=num_classes)
 
 
 @functools.lru_cache(maxsize=2)

@@ -16,8 +16,13 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variants]).",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None,
+    "Experiment config: configs/mnist_cnn.py or configs/mnist_mlp.py, optionally FILE:VARIANTS "
+    "with VARIANTS a comma-separated list of debug, runlocal, gpu, tpu. Override any field with "
+    "--config.FIELD=VALUE; --show_config prints every field and its value.", lock_config=True)
+FLAGS["config"].default_as_str = None  # required: there is no default to show
+flags.DEFINE_bool("show_config", False, "Print the resolved config (every field) and exit.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 flags.DEFINE_enum("mode", "train", ["train", "eval"],
                   "train (resumes from WORKDIR's newest checkpoint) or eval (score a checkpoint).")
@@ -29,14 +34,21 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-proces
 flags.DEFINE_integer("heartbeat_timeout", 60,
                      "Seconds without a heartbeat after which a multi-process run gives up on a peer.")
 flags.DEFINE_string("cpu_collectives", "gloo", "CPU collectives for multi-process CPU runs.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flag_as_required("config")
 
 
 class _QuietLibraries:
-  """Keeps orbax's and tensorflow's INFO chatter out of the progress log (warnings pass)."""
+  """Keeps libraries' INFO chatter out of the progress log (their warnings pass), and two
+  messages that are noise here: JAX saying that a CPU box has no TPU, and urllib3's retries of a
+  download that the run's one error line reports when it finally fails."""
 
   def filter(self, record):
-    noisy = any(part in record.pathname for part in ("/orbax/", "/tensorflow", "/etils/"))
+    if "/urllib3/" in record.pathname and "Retrying" in str(record.msg):
+      return False
+    if "Unable to initialize backend" in str(record.msg) or "has no dataset_info.json" in str(
+        record.msg):  # the second: TFDS looking at a dataset that it is about to prepare
+      return False
+    noisy = any(part in record.pathname for part in ("/orbax/", "/tensorflow", "/etils/", "/jax/"))
     return record.levelno >= 30 or not noisy
 
 
@@ -58,6 +70,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  if FLAGS.show_config:
+    print(FLAGS.config)
+    return
   from research import UserError, train
   try:
     _init_distributed()
@@ -80,12 +95,14 @@ def _parse_flags(argv):
     argv = FLAGS(argv)
     if FLAGS["config"].present or FLAGS.config is not None:
       FLAGS.config.keys()  # ml_collections defers a config file's load error until first use
-    return argv
+    if FLAGS.workdir or FLAGS.show_config:
+      return argv
+    message = "flag --workdir must have a value (the run's output directory)"
   except flags.Error as e:
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     message = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
   except (AttributeError, KeyError) as e:  # ml_collections: an override of an unknown field
-    message = f"unknown config field {str(e).strip(chr(34))} (see configs/common.py for the fields)"
+    message = f"unknown config field {str(e).strip(chr(34))} (--show_config lists the fields)"
   except (OSError, ValueError, TypeError, SyntaxError, ImportError) as e:  # config file problems
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     message = f"cannot load --config: {' '.join(lines[-2:]) if lines else type(e).__name__}"

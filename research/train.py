@@ -6,6 +6,7 @@ epoch is skipped), so a run resumed at any step sees exactly the batches it woul
 """
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -17,6 +18,7 @@ from absl import logging
 
 from research import UserError, checkpoint, data, models, parallel, steps, transforms
 from research.metrics import MetricWriter
+from research.watchdog import Watchdog
 
 
 def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
@@ -80,10 +82,12 @@ def validate(config, num_devices: int, num_processes: int) -> None:
       raise UserError(f"{field} must be positive, got {config[field]}")
 
 
-def prepare_workdir(workdir: str) -> str:
+def prepare_workdir(workdir: str) -> tuple[str, bool]:
+  """(absolute workdir, whether this call created it), after checking that it is writable."""
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f"workdir {workdir} exists and is not a directory")
+  created = not os.path.exists(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_test.{os.getpid()}")
@@ -92,7 +96,7 @@ def prepare_workdir(workdir: str) -> str:
     os.remove(probe)
   except OSError as e:
     raise UserError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
-  return workdir
+  return workdir, created
 
 
 class _Preemption:
@@ -137,7 +141,7 @@ def _next_boundary(step, total, config, steps_per_epoch):
 RESUMABLE_FIELDS = frozenset({
     "parallelism", "steps_per_call", "log_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "eval_batch_size", "eval_every_epochs", "eval_train", "debug",
-    "data_dir", "xla_cpu_ynnpack"})
+    "data_dir", "xla_cpu_ynnpack", "stall_timeout"})
 
 
 def check_compatible(config, workdir: str) -> None:
@@ -203,20 +207,37 @@ class Experiment:
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config`'s model, evaluating and checkpointing into `workdir`; returns results.
 
-  A workdir with checkpoints is resumed from its newest readable one.
+  A workdir with checkpoints is resumed from its newest readable one. A workdir this call
+  created is removed again when the run is refused before it starts (bad input).
   """
-  workdir = prepare_workdir(workdir)
-  check_compatible(config, workdir)
-  exp = Experiment(config, workdir)
+  workdir, created = prepare_workdir(workdir)
+  try:
+    check_compatible(config, workdir)
+    exp = Experiment(config, workdir)
+  except BaseException:
+    if created:
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
+  watchdog = Watchdog(config.stall_timeout if jax.process_count() > 1 else 0,
+                      jax.process_index(), jax.process_count())
+  try:
+    return _train(config, workdir, exp, watchdog)
+  finally:
+    watchdog.close()
+
+
+def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
   total, steps_per_epoch = exp.total_steps, exp.steps_per_epoch
   runner = exp.runner
+  bounded = watchdog.phase  # every wait on the other processes of a multi-process run
 
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   writer.write_config(config)
   writer.write_json("model_info.json", {"num_classes": exp.dataset.num_classes,
                                         "image_shape": list(exp.dataset.image_shape)})
-  ckpt = checkpoint.Checkpointer(workdir, config.max_checkpoints_to_keep)
-  host_state, start = ckpt.restore(exp.initial_state)
+  with bounded("setting up checkpoints"):
+    ckpt = checkpoint.Checkpointer(workdir, config.max_checkpoints_to_keep)
+    host_state, start = ckpt.restore(exp.initial_state)
   if host_state is None:
     host_state = exp.initial_state
   else:
@@ -228,7 +249,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                config.model, exp.num_params, config.dataset, total, config.batch_size,
                steps_per_epoch, config.parallelism, runner.num_devices)
   seconds, window = 0.0, []
-  t_log, steps_at_log = time.time(), step
+  # Rates (and the ETA) count from the end of the first call, which includes compilation.
+  t_log, steps_at_log, compiled, start_step = time.time(), step, False, step
   with _Preemption() as preemption:
     while step < total:
       end = _next_boundary(step, total, config, steps_per_epoch)
@@ -237,42 +259,56 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                           exp.n_train, config.batch_size)
       t0 = time.time()
       try:
-        state, metrics = runner.train(state, exp.train_data, padded, end - step)
-        metrics = {k: v[:end - step] for k, v in runner.get(metrics).items()}  # waits for it
+        with bounded(f"train steps {step + 1}..{end}"):
+          state, metrics = runner.train(state, exp.train_data, padded, end - step)
+          metrics = {k: v[:end - step] for k, v in runner.get(metrics).items()}  # waits for it
       except FloatingPointError as e:  # config.debug: jax_debug_nans found the first bad op
         raise FloatingPointError(f"NaN/inf in steps {step + 1}..{end}: {e}") from None
       seconds += time.time() - t0
       _check_finite(metrics, step)
       window.append(metrics)
       step = end
+      if not compiled:  # the rate window starts after the compiling call
+        compiled = True
+        logging.info("first call (to step %d) took %.1f s, compilation included", step,
+                     time.time() - t0)
+        if step % config.log_every_steps and step < total:
+          t_log, steps_at_log = time.time(), step
       if step % config.log_every_steps == 0 or step == total:
         now = time.time()
         rate = (step - steps_at_log) / max(now - t_log, 1e-9)
         summary = {k: float(np.mean(np.concatenate([w[k] for w in window]))) for k in window[0]}
         writer.write("train", step, {**summary, "steps_per_second": rate})
-        logging.info("step %d/%d  loss %.4f  acc %.4f  %.1f steps/s  ETA %.0fs", step, total,
-                     summary["loss"], summary["accuracy"], rate, (total - step) / max(rate, 1e-9))
+        eta = f"ETA {(total - step) / max(rate, 1e-9):.0f}s" if steps_at_log > start_step else (
+            "ETA after the next log")  # this window's rate includes compilation
+        logging.info("step %d/%d  loss %.4f  acc %.4f  %.1f steps/s  %s", step, total,
+                     summary["loss"], summary["accuracy"], rate, eta)
         window, t_log, steps_at_log = [], now, step
       epoch_done = step % steps_per_epoch == 0 and config.eval_every_epochs > 0 and (
           (step // steps_per_epoch) % config.eval_every_epochs == 0)
       if epoch_done and step != total:
-        test = exp.evaluate(state.params)
+        with bounded(f"the test evaluation at step {step}"):
+          test = exp.evaluate(state.params)
         writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
                                     "train_seconds": seconds})
         logging.info("step %d  epoch %d  test accuracy %.4f  loss %.4f", step,
                      step // steps_per_epoch, test["accuracy"], test["loss"])
-      stop = preemption.agreed()
+      with bounded(f"agreeing on preemption at step {step}"):
+        stop = preemption.agreed()
       if step % config.checkpoint_every_steps == 0 or step == total or stop:
-        ckpt.save(step, runner.get(state))
+        with bounded(f"saving the checkpoint at step {step}"):
+          ckpt.save(step, runner.get(state))
       if stop and step < total:
-        ckpt.close()  # waits until the checkpoint is committed
+        with bounded(f"committing the checkpoint at step {step}"):
+          ckpt.close()  # waits until the checkpoint is committed
         writer.close()
         logging.warning("SIGTERM: checkpoint at step %d committed to %s; exiting", step,
                         ckpt.directory)
         print(f"preempted: checkpoint at step {step} saved in {ckpt.directory}", flush=True)
         raise SystemExit(143)
 
-  test = exp.evaluate(state.params)
+  with bounded(f"the final test evaluation at step {step}"):
+    test = exp.evaluate(state.params)
   writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
                               "train_seconds": seconds})
   results = {
@@ -283,9 +319,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       "num_processes": jax.process_count(), "batch_size": config.batch_size,
   }
   if config.eval_train:
-    train_eval = exp.evaluate(state.params, "train")
+    with bounded(f"the final train-split evaluation at step {step}"):
+      train_eval = exp.evaluate(state.params, "train")
     results.update(train_accuracy=train_eval["accuracy"], train_loss=train_eval["loss"])
-  ckpt.close()
+  with bounded(f"committing the checkpoint at step {step}"):
+    ckpt.close()
   writer.write_json("results.json", results)
   writer.close()
   logging.info("done: %s", json.dumps(results))

@@ -1,5 +1,5 @@
 # Sourced by scripts/train.sh and scripts/test.sh: a virtualenv with the project installed,
-# and TFDS pointed at a writable data dir that holds the MNIST archives when we have them.
+# and TFDS pointed at a writable data dir that holds the original archives when we have them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
@@ -9,17 +9,24 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # Install (or refresh) when setup.py is newer than the last install.
 if [ ! -f "$VENV/.installed" ] || [ "$ROOT/setup.py" -nt "$VENV/.installed" ]; then
-  "$VENV/bin/pip" install --quiet --upgrade pip
-  "$VENV/bin/pip" install --quiet -e "$ROOT[test]"
+  echo "installing the project into $VENV (a few minutes the first time)" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip 2>/dev/null
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT[test]" 2>&1 \
+    | grep -vE "^WARNING: Location|BuildBackendWarning|^ *(!!|\*+)?$|careful with folders|take precedence during imports|WheelFile\(wheel_path" >&2 || true
+  "$VENV/bin/python" -c "import research, jax, flax, tensorflow_datasets" \
+    || { echo "error: installing the project into $VENV failed (see above)" >&2; return 1 2>/dev/null || exit 1; }
   touch "$VENV/.installed"
 fi
 export PATH="$VENV/bin:$PATH"
-# Offline MNIST: TFDS reads the original archives from $TFDS_DATA_DIR/downloads/manual/.
+# Offline data: TFDS reads the original archives from $TFDS_DATA_DIR/downloads/manual/NAME/.
+# MNIST and Fashion-MNIST archives have the same file names, so each gets its own folder.
 export TFDS_DATA_DIR="${TFDS_DATA_DIR:-$ROOT/.tfds}"
-SHARED_MNIST="${SHARED_MNIST:-$ROOT/../shared/data/mnist}"
-if [ -d "$SHARED_MNIST" ] && [ ! -f "$TFDS_DATA_DIR/downloads/manual/train-images-idx3-ubyte.gz" ]; then
-  mkdir -p "$TFDS_DATA_DIR/downloads/manual"
-  cp "$SHARED_MNIST"/*.gz "$TFDS_DATA_DIR/downloads/manual/"  # copies: ../shared stays untouched
-fi
+SHARED_DATA="${SHARED_DATA:-$ROOT/../shared/data}"
+for name in mnist fashion_mnist; do
+  if [ -d "$SHARED_DATA/$name" ] && [ ! -f "$TFDS_DATA_DIR/downloads/manual/$name/train-images-idx3-ubyte.gz" ]; then
+    mkdir -p "$TFDS_DATA_DIR/downloads/manual/$name"
+    cp "$SHARED_DATA/$name"/*.gz "$TFDS_DATA_DIR/downloads/manual/$name/"  # copies: ../shared stays untouched
+  fi
+done
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 cd "$ROOT"

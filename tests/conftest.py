@@ -2,9 +2,15 @@
 
 MNIST comes from $TFDS_DATA_DIR (prepared by .ci/run or scripts/test.sh from the original
 archives in ../shared/data/mnist); tests that need it skip, saying why, when it is absent.
+
+Child processes (`spawn`) write their output to files, never to pipes that a test could forget
+to read, and are killed and reaped at the end of the test whatever its outcome.
 """
 import os
+import signal
+import subprocess
 import sys
+import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
@@ -22,7 +28,8 @@ def mnist_available() -> tuple[bool, str]:
     return False, "TFDS_DATA_DIR is not set (scripts/test.sh sets it up from ../shared/data/mnist)"
   if os.path.isdir(os.path.join(data_dir, "mnist")):
     return True, ""
-  manual = os.path.join(data_dir, "downloads", "manual")
+  from research import data
+  manual = data.manual_dir(data_dir, "mnist")
   if os.path.isfile(os.path.join(manual, "train-images-idx3-ubyte.gz")):
     return True, ""
   return False, f"no prepared mnist and no MNIST archives in {manual}"
@@ -57,8 +64,85 @@ def tiny_config(model="mlp", **overrides):
 
 def run_cli(args, timeout=300, env=None):
   """Runs `python -m research.main ARGS` and returns the CompletedProcess."""
-  import subprocess
   full_env = dict(os.environ)
   full_env.update(env or {})
   return subprocess.run([sys.executable, "-m", "research.main", *args], cwd=ROOT, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def cli_args(*args):
+  return [sys.executable, "-m", "research.main", *args]
+
+
+class Child:
+  """A child process with its stdout and stderr in one log file."""
+
+  def __init__(self, args, log_path, env=None):
+    self.args = args
+    self.log_path = str(log_path)
+    with open(self.log_path, "w") as log:
+      self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+
+  @property
+  def returncode(self):
+    return self.popen.poll()
+
+  def output(self) -> str:
+    with open(self.log_path, errors="replace") as f:
+      return f.read()
+
+  def wait_for(self, text: str, timeout: float) -> bool:
+    """True once `text` is in the output; False if the process ended or the time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+      if text in self.output():
+        return True
+      if self.popen.poll() is not None:
+        return text in self.output()
+      time.sleep(0.2)
+    return False
+
+  def wait(self, timeout: float) -> int | None:
+    """The exit code, or None (and the process killed) if it ran past `timeout` seconds."""
+    try:
+      return self.popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      self.kill()
+      return None
+
+  def signal(self, sig):
+    if self.popen.poll() is None:
+      self.popen.send_signal(sig)
+
+  def kill(self):
+    if self.popen.poll() is None:
+      try:
+        os.killpg(self.popen.pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+    self.popen.wait(timeout=30)
+
+  def tail(self, chars: int = 3000) -> str:
+    return f"--- {os.path.basename(self.log_path)} (exit {self.returncode}) ---\n" + (
+        self.output()[-chars:])
+
+
+@pytest.fixture
+def spawn(tmp_path):
+  """spawn(args, name, env=None) -> Child; every child is killed and reaped after the test."""
+  children = []
+
+  def start(args, name, env=None):
+    child = Child(args, tmp_path / f"{name}.log", env)
+    children.append(child)
+    return child
+
+  yield start
+  for child in children:
+    child.kill()
+
+
+def report(*children) -> str:
+  """The ends of the children's logs, for an assertion message."""
+  return "\n".join(child.tail() for child in children)

@@ -41,37 +41,32 @@ def _numbers(results):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_killed_at_a_random_step_then_resumed_is_bit_identical(reference, tmp_path, sig):
+def test_killed_at_a_random_step_then_resumed_is_bit_identical(reference, tmp_path, spawn, sig):
   ref_dir, ref_results, ref_params = reference
   # SIGKILL after the save at step 40 started: orbax commits the async save at 20 before it
   # starts the next, so there is a checkpoint to go back to and 5-15 steps of work are lost.
   first = 5 if sig == signal.SIGTERM else 45
   kill_after = random.Random(f"{sig}-{os.getpid()}").choice(range(first, STEPS - 10, 5))
   workdir = tmp_path / "w"
-  proc = subprocess.Popen(_cli(workdir), cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-  output = ""
-  for line in proc.stdout:
-    output += line
-    if f"step {kill_after}/{STEPS}" in line:
-      proc.send_signal(sig)
-      break
-  output += proc.communicate(timeout=300)[0]
-  assert f"step {kill_after}/{STEPS}" in output, output[-3000:]
+  proc = spawn(_cli(workdir), "first")
+  assert proc.wait_for(f"step {kill_after}/{STEPS}", timeout=300), proc.tail()
+  proc.signal(sig)
+  code = proc.wait(300)
+  output = proc.output()
   assert not (workdir / "results.json").exists()  # it did not finish
   if sig == signal.SIGTERM:
-    assert proc.returncode == 143, output[-3000:]
+    assert code == 143, proc.tail()
     saved = [l for l in output.splitlines() if l.startswith("preempted: checkpoint at step")]
-    assert len(saved) == 1, output[-3000:]
+    assert len(saved) == 1, proc.tail()
     step = int(saved[0].split()[4])
     assert step >= kill_after  # it finished the step it was in, then saved
     assert step in checkpoint.Checkpointer(str(workdir)).steps()
   else:
-    assert proc.returncode == -signal.SIGKILL
+    assert code == -signal.SIGKILL
     assert 20 in checkpoint.Checkpointer(str(workdir)).steps(), f"killed after {kill_after}"
-  resumed = subprocess.run(_cli(workdir), cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "resumed from the checkpoint at step" in resumed.stderr, f"killed after {kill_after}"
+  resumed = spawn(_cli(workdir), "resumed")
+  assert resumed.wait(600) == 0, resumed.tail()
+  assert "resumed from the checkpoint at step" in resumed.output(), f"killed after {kill_after}"
   assert _numbers(json.load(open(workdir / "results.json"))) == _numbers(ref_results)
   params = train.load_model(str(workdir))[1]
   for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
