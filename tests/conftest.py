@@ -22,6 +22,12 @@ sys.path.insert(0, ROOT)
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: a long end-to-end check (several processes, kills and resumes, a study); "
+      "CI runs them all, `bash scripts/test.sh -m 'not slow'` skips them")
+
+
 def mnist_available() -> tuple[bool, str]:
   data_dir = os.environ.get("TFDS_DATA_DIR")
   if not data_dir:

@@ -40,6 +40,7 @@ def _numbers(results):
   return {k: results[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "steps")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_at_a_random_step_then_resumed_is_bit_identical(reference, tmp_path, spawn, sig):
   ref_dir, ref_results, ref_params = reference
@@ -159,6 +160,7 @@ def test_checkpoints_restore_across_flavours_and_device_counts(reference, tmp_pa
   assert out["test_accuracy"] == jit_results["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_full_disk_is_a_clear_error_at_the_first_save(mnist, tmp_path):
   mnt = tmp_path / "tiny"
   mnt.mkdir()

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -47,3 +52,42 @@ def test_eval_indices_count_every_example_once():
   assert idx.shape == mask.shape == (11, 1000)
   assert mask.sum() == 10_001
   assert sorted(idx[mask == 1].tolist()) == list(range(10_001))
+
+
+def test_a_dataset_built_from_the_wrong_archives_is_refused(mnist, monkeypatch):
+  # TFDS reuses extracted files by name, and MNIST's and Fashion-MNIST's archives have the same
+  # names: a dataset is checked against its own test-split class counts after loading.
+  monkeypatch.setitem(data.TEST_CLASS_COUNTS, "mnist", [1000] * 10)  # Fashion-MNIST's counts
+  with pytest.raises(UserError, match=r"is not mnist: its test split has class counts \[980, 1135"):
+    data.load_tfds.__wrapped__("mnist")
+
+
+def test_cached_arrays_equal_what_tfds_decodes(mnist):
+  import tensorflow_datasets as tfds
+  builder = tfds.builder("mnist", data_dir=data._data_dir(""))
+  assert os.path.isfile(os.path.join(builder.data_dir, data.CACHE_FILE))
+  test = tfds.as_numpy(builder.as_dataset(split="test", batch_size=-1))
+  np.testing.assert_array_equal(mnist.test_images, test["image"])
+  np.testing.assert_array_equal(mnist.test_labels, test["label"])
+
+
+def test_one_process_prepares_while_the_others_wait(tmp_path):
+  # Another process holds the preparation lock for a few seconds: we wait for it, and give up
+  # with one clear line when the wait exceeds its bound.
+  lock = tmp_path / ".mnist.prepare.lock"
+  holder = subprocess.Popen([sys.executable, "-c", (
+      "import fcntl, sys, time\n"
+      f"f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+      "print('locked', flush=True); time.sleep(4)\n")], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(UserError, match="gave up after 1 s waiting for another process"):
+      with data._exclusive(str(lock), "preparing mnist", timeout=1):
+        pass
+    t0 = time.monotonic()
+    with data._exclusive(str(lock), "preparing mnist", timeout=60):
+      waited = time.monotonic() - t0
+    assert 1 < waited < 60  # it waited for the holder's release, then took the lock
+  finally:
+    holder.kill()
+    holder.wait(timeout=30)

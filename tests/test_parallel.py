@@ -76,6 +76,7 @@ def _launch(spawn, workdir, num_processes, devices_per_process, extra=()):
 RUN_BOUND = 400
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallelism", ["jit", "pmap"])
 def test_two_processes_match_one(mnist, tmp_path, spawn, parallelism):
   flavour = [f"--config.parallelism={parallelism}"]
@@ -97,6 +98,7 @@ def test_two_processes_match_one(mnist, tmp_path, spawn, parallelism):
   assert [l["step"] for l in lines if l["split"] == "train"] == [10, 20, 30, 40]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", [1, 0])
 def test_dead_peer_makes_the_other_exit(mnist, tmp_path, spawn, victim):
   bound = 60  # seconds: --heartbeat_timeout=10 plus the coordination service's polling
@@ -115,6 +117,7 @@ def test_dead_peer_makes_the_other_exit(mnist, tmp_path, spawn, victim):
   assert "another task died" in text or "unhealthy" in text or "heartbeat" in text.lower(), report(*procs)
 
 
+@pytest.mark.slow
 def test_peer_stalled_at_the_end_makes_the_other_exit_with_one_line(mnist, tmp_path, spawn):
   # Process 1 is stopped (SIGSTOP) once process 0 has logged its last training step, so it is
   # alive but takes part in nothing: what process 0 still has to do with it (agreeing on
