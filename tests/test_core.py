@@ -29,7 +29,13 @@ def test_short_training_lowers_the_loss_and_writes_outputs(mlp_run):
   assert [m["step"] for m in lines if m["split"] == "train"] == [10, 20, 30, 40]
   assert train_losses[-1] < 0.75 * train_losses[0]
   assert json.load(open(workdir / "config.json"))["model"] == "mlp"
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir / "tensorboard"))
+  # TensorBoard reads the event file back: the same scalars as metrics.jsonl.
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(workdir / "tensorboard"))
+  events.Reload()
+  scalars = events.Scalars("train/loss")
+  assert [e.step for e in scalars] == [10, 20, 30, 40]
+  assert [e.value for e in scalars] == pytest.approx(train_losses, rel=1e-6)  # float32 in TB
 
 
 def test_same_seed_same_numbers_other_seed_different(mlp_run, tmp_path):
