@@ -215,7 +215,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     check_compatible(config, workdir)
     exp = Experiment(config, workdir)
   except BaseException:
-    if created:
+    if created and jax.process_index() == 0:  # process 0 owns the workdir's files
       shutil.rmtree(workdir, ignore_errors=True)
     raise
   watchdog = Watchdog(config.stall_timeout if jax.process_count() > 1 else 0,
