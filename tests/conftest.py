@@ -76,7 +76,11 @@ def run_cli(args, timeout=300, env=None):
                         capture_output=True, text=True, timeout=timeout)
 
 
-def cli_args(*args):
+def cli_args(*args, child=False):
+  """The command line of `research.main ARGS`; child=True: through tests/child_main.py, which
+  honours the CHILD_* test delays."""
+  if child:
+    return [sys.executable, os.path.join(ROOT, "tests", "child_main.py"), *args]
   return [sys.executable, "-m", "research.main", *args]
 
 
@@ -106,7 +110,7 @@ class Child:
         return True
       if self.popen.poll() is not None:
         return text in self.output()
-      time.sleep(0.2)
+      time.sleep(0.05)
     return False
 
   def wait(self, timeout: float) -> int | None:

@@ -7,13 +7,12 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli, tiny_config
+from conftest import ROOT, cli_args, run_cli, tiny_config
 from research import UserError, checkpoint, train
 
 STEPS = 60
@@ -22,9 +21,9 @@ FLAGS = [f"--config.num_train_steps={STEPS}", "--config.batch_size=32", "--confi
          "--config.parallelism=single", "--config.eval_batch_size=2000"]
 
 
-def _cli(workdir, *extra):
-  return [sys.executable, "-m", "research.main", "--config=configs/mnist_mlp.py",
-          f"--workdir={workdir}", *FLAGS, *extra]
+def _cli(workdir, *extra, child=False):
+  return cli_args("--config=configs/mnist_mlp.py", f"--workdir={workdir}", *FLAGS, *extra,
+                  child=child)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,9 @@ def test_killed_at_a_random_step_then_resumed_is_bit_identical(reference, tmp_pa
   first = 5 if sig == signal.SIGTERM else 45
   kill_after = random.Random(f"{sig}-{os.getpid()}").choice(range(first, STEPS - 10, 5))
   workdir = tmp_path / "w"
-  proc = spawn(_cli(workdir), "first")
+  # Each chunk of 5 steps is delayed by 0.3 s (tests/child_main.py), so the run is still going
+  # when the test has seen the step's log line and signals it.
+  proc = spawn(_cli(workdir, child=True), "first", env=dict(os.environ, CHILD_CHUNK_DELAY="0.3"))
   assert proc.wait_for(f"step {kill_after}/{STEPS}", timeout=300), proc.tail()
   proc.signal(sig)
   code = proc.wait(300)

@@ -56,19 +56,23 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _launch(spawn, workdir, num_processes, devices_per_process, extra=()):
-  """One `research.main` process per process id, output in WORKDIR-NAME-I.log files."""
+def _launch(spawn, workdir, num_processes, devices_per_process, extra=(), child_env=None):
+  """One `research.main` process per process id, output in WORKDIR-NAME-I.log files.
+
+  child_env: {process id: CHILD_* variables} run that process through tests/child_main.py.
+  """
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
   procs = []
   for i in range(num_processes):
+    special = (child_env or {}).get(i)
     args = cli_args("--config=configs/mnist_mlp.py", f"--workdir={workdir}",
                     "--config.batch_size=32", "--config.num_train_steps=40",
-                    "--config.log_every_steps=10", *extra)
+                    "--config.log_every_steps=10", *extra, child=special is not None)
     if num_processes > 1:
       args += [f"--coordinator_address=localhost:{port}", f"--num_processes={num_processes}",
                f"--process_id={i}"]
-    procs.append(spawn(args, f"{os.path.basename(workdir)}-{i}", env))
+    procs.append(spawn(args, f"{os.path.basename(workdir)}-{i}", dict(env, **(special or {}))))
   return procs
 
 
@@ -119,23 +123,20 @@ def test_dead_peer_makes_the_other_exit(mnist, tmp_path, spawn, victim):
 
 @pytest.mark.slow
 def test_peer_stalled_at_the_end_makes_the_other_exit_with_one_line(mnist, tmp_path, spawn):
-  # Process 1 is stopped (SIGSTOP) once process 0 has logged its last training step, so it is
-  # alive but takes part in nothing: what process 0 still has to do with it (agreeing on
-  # preemption, the checkpoint, the final evaluations) waits for it. The heartbeat bound is long
-  # (300 s), so what ends process 0 is the stall bound.
+  # Process 1 trains, then blocks in its final evaluation (tests/child_main.py): alive, its
+  # heartbeats going on, but taking part in nothing, as a deadlocked or hung peer would. Process
+  # 0 waits for it in the final evaluation's collectives until the stall bound ends it.
   stall = 20
-  procs = _launch(spawn, tmp_path / "w", 2, 1, [
-      "--heartbeat_timeout=300", f"--config.stall_timeout={stall}",
-      "--config.checkpoint_every_steps=1000"])
-  assert procs[0].wait_for("step 40/40", timeout=RUN_BOUND), report(*procs)
-  procs[1].signal(signal.SIGSTOP)
+  procs = _launch(spawn, tmp_path / "w", 2, 1, [f"--config.stall_timeout={stall}"],
+                  child_env={1: {"CHILD_STALL_IN_EVALUATE": "1"}})
+  assert procs[1].wait_for("child: stalling in evaluate", timeout=RUN_BOUND), report(*procs)
   t0 = time.time()
   code = procs[0].wait(stall + 60)
   elapsed = time.time() - t0
   assert code == 4, report(*procs)
   assert elapsed < stall + 60
   errors = [l for l in procs[0].output().splitlines() if l.startswith("error:")]
-  assert len(errors) == 1, report(*procs)
-  assert errors[0].startswith("error: process 0 of 2 waited over 20 s in "), errors
-  assert "at step 40; a peer is stalled" in errors[0], errors
+  assert errors == [f"error: process 0 of 2 waited over {stall} s in the final test evaluation "
+                    "at step 40; a peer is stalled or unreachable (bound: config.stall_timeout); "
+                    "exiting"], report(*procs)
   assert not (tmp_path / "w" / "results.json").exists()
