@@ -51,10 +51,25 @@ def host_slice(global_idx: np.ndarray) -> np.ndarray:
 
 
 def _local_copy(x):
-  """A numpy copy of a replicated (possibly multi-host) array."""
+  """A numpy copy of a replicated (possibly multi-host) array: this process's first shard.
+
+  Reading a shard runs no computation. Indexing or adding arrays that span several processes
+  would: each such op is a program every process must run, outside the compiled steps, and
+  two processes waiting in them hung at the end of two-process runs (seen with jit and pmap).
+  """
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     x = x.addressable_data(0)
   return np.asarray(jax.device_get(x))
+
+
+def _sum_on_host(trees):
+  """Sums per-batch eval totals on the host, in batch order.
+
+  The evaluators fetch each batch's totals before they start the next batch: with several
+  programs that hold collectives in flight at once, two processes' CPU runtimes can run them
+  in different orders and wait for each other forever (see _local_copy).
+  """
+  return jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *trees)
 
 
 class MeshRunner:
@@ -68,6 +83,7 @@ class MeshRunner:
     self.num_devices = len(devices)
     self._repl = NamedSharding(self.mesh, P())
     self._split = NamedSharding(self.mesh, P(None, AXIS))
+    self._split_batch = NamedSharding(self.mesh, P(AXIS))
     self._train = jax.jit(train_chunk, donate_argnums=0, out_shardings=self._repl,
                           compiler_options=options)
     self._eval = jax.jit(eval_step, out_shardings=self._repl, compiler_options=options)
@@ -90,9 +106,10 @@ class MeshRunner:
 
   def evaluate(self, params, data, global_idx, global_mask):
     """Sums of the eval step over batches idx[b], mask[b] ([num_batches, eval_batch])."""
-    idx, mask = self._indices(global_idx), self._indices(global_mask)
-    sums = [self._eval(params, *data, idx[b], mask[b]) for b in range(idx.shape[0])]
-    return jax.tree.map(lambda *x: sum(x), *sums)
+    batch = lambda x: self._global(self._split_batch, host_slice(x))  # sliced on the host
+    return _sum_on_host([self.get(self._eval(params, *data, batch(global_idx[b]),
+                                             batch(global_mask[b])))
+                         for b in range(global_idx.shape[0])])
 
 
 class PmapRunner:
@@ -118,7 +135,12 @@ class PmapRunner:
                                  self._stacked), tree)
 
   def get(self, tree):
-    return jax.tree.map(lambda x: np.asarray(jax.device_get(x[0])), tree)
+    """Numpy copies of the first local device's values (every device holds the same)."""
+    def first(x):
+      if not isinstance(x, jax.Array):  # already on the host
+        return np.asarray(x)
+      return np.asarray(x.addressable_data(0)).reshape(np.shape(x)[1:])
+    return jax.tree.map(first, tree)
 
   def _per_device(self, global_idx):
     """[..., B] -> [local devices, ..., B / devices], device d of this process gets slice d."""
@@ -132,9 +154,9 @@ class PmapRunner:
     return self._train(state, *data, self._per_device(global_idx), n)
 
   def evaluate(self, params, data, global_idx, global_mask):
-    idx, mask = self._per_device(global_idx), self._per_device(global_mask)
-    sums = [self._eval(params, *data, idx[:, b], mask[:, b]) for b in range(idx.shape[1])]
-    return jax.tree.map(lambda *x: sum(x), *sums)
+    return _sum_on_host([self.get(self._eval(params, *data, self._per_device(global_idx[b]),
+                                             self._per_device(global_mask[b])))
+                         for b in range(global_idx.shape[0])])
 
 
 def make_runner(parallelism: str, train_chunk, eval_step, ynnpack: bool = False):

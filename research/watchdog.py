@@ -14,6 +14,8 @@ import sys
 import threading
 import time
 
+import jax
+
 STALL_EXIT_CODE = 4
 
 
@@ -33,15 +35,31 @@ class Watchdog:
 
   @contextlib.contextmanager
   def phase(self, name: str):
-    """Bounds the block: if it runs longer than the timeout, the process exits."""
+    """Bounds the block: if it runs longer than the timeout, the process exits. A collective
+    that fails because a peer went away (the peer's own bound ended it, say) ends this process
+    too, with one line instead of a runtime traceback."""
     with self._lock:
       outer = (self._phase, self._deadline)
       self._phase, self._deadline = name, time.monotonic() + self.timeout_s
     try:
       yield
+    except jax.errors.JaxRuntimeError as e:
+      if self._thread is None:  # one process, or no bound asked for: the caller's business
+        raise
+      reason = " ".join(str(e).split())[:200]
+      self._exit(f"error: {self._who} lost a peer in {name} ({reason}); exiting")
     finally:
       with self._lock:
         self._phase, self._deadline = outer
+
+  @staticmethod
+  def _exit(line: str):
+    # os._exit skips jax.distributed's shutdown barrier at exit, which would wait for the
+    # missing peer and then abort with a crash report.
+    sys.stdout.flush()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    os._exit(STALL_EXIT_CODE)
 
   def _watch(self):
     poll = min(1.0, self.timeout_s / 10)
@@ -49,12 +67,8 @@ class Watchdog:
       with self._lock:
         phase, deadline = self._phase, self._deadline
       if deadline is not None and time.monotonic() > deadline:
-        sys.stderr.write(
-            f"error: {self._who} waited over {self.timeout_s:.0f} s in {phase}; a peer is "
-            "stalled or unreachable (bound: config.stall_timeout); exiting\n")
-        sys.stderr.flush()
-        sys.stdout.flush()
-        os._exit(STALL_EXIT_CODE)
+        self._exit(f"error: {self._who} waited over {self.timeout_s:.0f} s in {phase}; a peer "
+                   "is stalled or unreachable (bound: config.stall_timeout); exiting")
 
   def close(self):
     self._stop.set()
