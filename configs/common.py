@@ -38,7 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Execution.
   c.parallelism = "jit"  # "jit" (mesh over all devices), "pmap", or "single" (one device)
   c.steps_per_call = 10  # train steps unrolled into one compiled call (compile time grows with it)
-  c.log_every_steps = 100  # a multiple of steps_per_call keeps chunks full
+  c.log_every_steps = 500  # a multiple of steps_per_call keeps chunks full; ~10 lines a CNN run
   c.eval_every_epochs = 1
   c.eval_train = True  # score the whole training split at the end (results.json train_accuracy)
   c.debug = False  # NaN checks inside the step, compile logging
