@@ -25,6 +25,8 @@ setup(
         "scikit-learn>=1.4",  # a real tabular dataset that ships on disk (breast cancer)
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # xdist: scripts/test.sh runs the test files on two workers (most tests wait on
+        # single-threaded work: imports, compiles, child processes).
+        "test": ["pytest>=8", "pytest-xdist>=3.5,<4"],
     },
 )

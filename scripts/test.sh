@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# The test suite: set up (venv, install, data) then pytest. Extra args go to pytest.
+# The test suite: set up (venv, install, data) then pytest, the test files spread over two
+# workers (pytest-xdist; a file's tests stay on one worker, so its fixtures are built once).
+# Extra args go to pytest: `-m "not slow"` skips the long end-to-end checks, `-n 0` runs serially.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-python -m pytest -q tests "$@"
+python -m pytest -q -n 2 --dist loadfile tests "$@"

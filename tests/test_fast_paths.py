@@ -20,11 +20,11 @@ SGD = dict(optimizer="sgd", learning_rate=0.05)
 
 
 def test_fused_steps_equal_one_step_per_call(mnist, tmp_path):
-  # 30 steps as 30 calls of 1 step, and as 3 calls of 10 fused steps (plus short chunks).
-  one = train.train_and_evaluate(tiny_config("cnn", num_train_steps=30, steps_per_call=1,
-                                             log_every_steps=30, **SGD), str(tmp_path / "one"))
-  fused = train.train_and_evaluate(tiny_config("cnn", num_train_steps=30, steps_per_call=10,
-                                               log_every_steps=30, **SGD), str(tmp_path / "fused"))
+  # 12 steps as 12 calls of 1 step, and as calls of 5 fused steps (5, 5, then a short 2).
+  one = train.train_and_evaluate(tiny_config("cnn", num_train_steps=12, steps_per_call=1,
+                                             log_every_steps=12, **SGD), str(tmp_path / "one"))
+  fused = train.train_and_evaluate(tiny_config("cnn", num_train_steps=12, steps_per_call=5,
+                                               log_every_steps=12, **SGD), str(tmp_path / "fused"))
   for a, b in zip(jax.tree.leaves(_params(tmp_path / "one")), jax.tree.leaves(_params(tmp_path / "fused"))):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
   assert abs(one["test_loss"] - fused["test_loss"]) < 1e-4
