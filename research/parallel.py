@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from research import UserError
 
 AXIS = "data"
+FLAVOURS = ("jit", "pmap", "single")
 
 # XLA:CPU hands convolutions (and their gradients) to YNNPACK by default. For this project's small
 # convolutions Eigen's kernels make the train step 1.4-2.6x faster (README, performance), so jitted

@@ -72,6 +72,8 @@ def eval_indices(n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def validate(config, num_devices: int, num_processes: int) -> None:
+  if config.parallelism not in parallel.FLAVOURS:
+    raise UserError(f"unknown parallelism {config.parallelism!r}; choose 'jit', 'pmap' or 'single'")
   if config.batch_size <= 0 or config.batch_size % num_devices:
     raise UserError(f"batch_size {config.batch_size} must be a positive multiple of the "
                     f"{num_devices} devices")
