@@ -101,6 +101,34 @@ def prepare_workdir(workdir: str) -> str:
   return workdir
 
 
+class _Profile:
+  """A jax.profiler trace of `num_steps` train steps after the first (compiling) chunk, written
+  to `log_dir` in TensorBoard's profile-plugin layout (plugins/profile/RUN/HOST.xplane.pb).
+
+  Chunks are whole calls, so the trace covers the chunks that hold those steps.
+  """
+
+  def __init__(self, num_steps: int, log_dir: str, enabled: bool = True):
+    self.num_steps, self.log_dir, self.enabled = num_steps, log_dir, enabled and num_steps > 0
+    self.start_step = None  # the first traced step; None: not started
+
+  def before_chunk(self, step: int, chunks_done: int) -> None:
+    if self.enabled and self.start_step is None and chunks_done >= 1:
+      jax.profiler.start_trace(self.log_dir)
+      self.start_step = step
+
+  def after_chunk(self, step: int) -> None:
+    if self.start_step is not None and step - self.start_step >= self.num_steps:
+      self.stop()
+
+  def stop(self) -> None:
+    if self.enabled and self.start_step is not None:
+      jax.profiler.stop_trace()
+      logging.info("profiled steps %d..%d into %s", self.start_step + 1,
+                   self.start_step + self.num_steps, self.log_dir)
+      self.enabled = False
+
+
 class _Preemption:
   """Turns SIGTERM into a flag the loop checks between chunks (all processes agree on it)."""
 
@@ -143,7 +171,7 @@ def _next_boundary(step, total, config, steps_per_epoch, steps_per_call):
 RESUMABLE_FIELDS = frozenset({
     "parallelism", "steps_per_call", "log_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "eval_batch_size", "eval_every_epochs", "eval_train", "debug",
-    "data_dir", "xla_cpu_ynnpack"})
+    "data_dir", "xla_cpu_ynnpack", "profile_steps"})
 
 
 def check_compatible(config, workdir: str) -> None:
@@ -179,9 +207,9 @@ class Program:
       raise UserError(f"batch_size {config.batch_size} exceeds the {self.n_train} training examples")
     self.total_steps = (config.num_train_steps if config.num_train_steps > 0
                         else config.num_epochs * self.steps_per_epoch)
-    self.steps_per_call, rolled = steps.chunk_plan(platform, config.steps_per_call)
+    self.steps_per_call, self.rolled = steps.chunk_plan(platform, config.steps_per_call)
     train_step = steps.make_train_step(transforms.make_augment(config))
-    self.train_chunk = steps.make_train_chunk(train_step, self.steps_per_call, rolled)
+    self.train_chunk = steps.make_train_chunk(train_step, self.steps_per_call, self.rolled)
     self.eval_step = steps.make_eval_step(self.model.apply)
     self.eval_batch = -(-config.eval_batch_size // num_devices) * num_devices
 
@@ -265,8 +293,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
                steps_per_epoch, config.parallelism, runner.num_devices)
   seconds, window = 0.0, []
   t_log, steps_at_log = time.time(), step
+  profile = _Profile(config.profile_steps, os.path.join(workdir, "tensorboard"),
+                     enabled=jax.process_index() == 0)
+  chunks_done = 0
   with _Preemption() as preemption:
     while step < total:
+      profile.before_chunk(step, chunks_done)
       end = _next_boundary(step, total, config, steps_per_epoch, exp.steps_per_call)
       padded = np.zeros((exp.steps_per_call, config.batch_size), np.int32)
       padded[:end - step] = batch_indices(config.seed, step, end - step, steps_per_epoch,
@@ -278,9 +310,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       except FloatingPointError as e:  # config.debug: jax_debug_nans found the first bad op
         raise FloatingPointError(f"NaN/inf in steps {step + 1}..{end}: {e}") from None
       seconds += time.time() - t0
+      chunks_done += 1
       _check_finite(metrics, step)
       window.append(metrics)
       step = end
+      profile.after_chunk(step)
       if step % config.log_every_steps == 0 or step == total:
         now = time.time()
         rate = (step - steps_at_log) / max(now - t_log, 1e-9)
@@ -301,6 +335,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       if step % config.checkpoint_every_steps == 0 or step == total or stop:
         ckpt.save(step, runner.get(state))
       if stop and step < total:
+        profile.stop()
         ckpt.close()  # waits until the checkpoint is committed
         writer.close()
         logging.warning("SIGTERM: checkpoint at step %d committed to %s; exiting", step,
@@ -308,6 +343,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         print(f"preempted: checkpoint at step {step} saved in {ckpt.directory}", flush=True)
         raise SystemExit(143)
 
+  profile.stop()  # a run shorter than the profile
   test = exp.evaluate(state.params)
   writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
                               "train_seconds": seconds})
