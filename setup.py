@@ -26,5 +26,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8"],
+        # TPU VMs (scripts/launch_tpu.py installs it there). On a CPU box scripts/env.sh puts
+        # libtpu in a folder of its own for the preflight instead (see research/preflight.py).
+        "tpu": ["jax[tpu]>=0.10,<0.12"],
     },
 )

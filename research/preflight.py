@@ -11,9 +11,7 @@ compile seconds, HBM per chip against the chip's, FLOPs per train step and a roo
 Exits 2 with one `error: ...` line when the config cannot run on the slice (batch not divisible
 by the chips, HBM exceeded, an op the TPU compiler rejects) or libtpu is not installed.
 
-libtpu lives outside the project's site-packages (scripts/env.sh installs it into
-$VENV/tpu-compiler): importable by every JAX program, it makes each one probe for a TPU at start
-and print warnings about TPU_* environment variables. Only this module puts it on sys.path.
+Slice names, chip facts and where libtpu is found: research/tpu.py.
 """
 import contextlib
 import json
@@ -28,82 +26,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TFDS's tensorflow: no star
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from research import UserError, cli  # noqa: E402
+from research import UserError, cli, tpu  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variants]).",
                                 lock_config=True)
 flags.DEFINE_string("topology", None, "TPU slice: v4-8, v4-16, v4-32, v5e-4, v5e-8 (= v5litepod-8), "
                     "v5e-16, v6e-8.", required=True)
-
-# The folder scripts/env.sh installs libtpu into (`pip install --target`).
-LIBTPU_DIR = os.path.join(sys.prefix, "tpu-compiler")
-
-# Slice name -> (topology name, chip config, chips per host bounds) for get_topology_desc.
-# v4 slices are named by TensorCores (2 per chip, one "megacore" device per chip); v5e and v6e
-# by chips. Checked with jax 0.10.2 / libtpu 0.0.42.1: these give the named chip and host counts.
-TOPOLOGIES = {
-    "v4-8": ("v4:2x2x1", "megacore", (2, 2, 1)),
-    "v4-16": ("v4:2x2x2", "megacore", (2, 2, 1)),
-    "v4-32": ("v4:2x2x4", "megacore", (2, 2, 1)),
-    "v5e-4": ("v5e:2x2", "default", (2, 2, 1)),
-    "v5e-8": ("v5e:2x4", "default", (2, 4, 1)),
-    "v5e-16": ("v5e:4x4", "default", (2, 2, 1)),
-    "v6e-8": ("v6e:2x4", "default", (2, 4, 1)),
-}
-ALIASES = {"v5litepod-4": "v5e-4", "v5litepod-8": "v5e-8", "v5litepod-16": "v5e-16"}
-
-# Per chip: HBM bytes and peak dense bf16 FLOP/s, from Google's Cloud TPU system architecture
-# pages (cloud.google.com/tpu/docs/v4, /v5e, /v6e): v4 32 GiB, 275 TFLOP/s; v5e 16 GB,
-# 197 TFLOP/s; v6e 32 GB, 918 TFLOP/s. float32 matmuls run at most at this rate too (by default
-# XLA:TPU multiplies float32 in bf16 passes), so the roofline is an upper bound either way.
-CHIPS = {
-    "v4": {"hbm_bytes": 32 * 2**30, "peak_flops": 275e12},
-    "v5e": {"hbm_bytes": 16 * 10**9, "peak_flops": 197e12},
-    "v6e": {"hbm_bytes": 32 * 10**9, "peak_flops": 918e12},
-}
-
-
-def resolve_topology(name: str) -> tuple[str, tuple]:
-  name = ALIASES.get(name, name)
-  if name not in TOPOLOGIES:
-    raise UserError(f"unknown TPU topology {name!r}; choose from "
-                    f"{', '.join(list(TOPOLOGIES) + list(ALIASES))}")
-  return name, TOPOLOGIES[name]
-
-
-def _install_hint() -> str:
-  import jax
-  return (f"libtpu is not installed: run `source scripts/env.sh` (installs it into {LIBTPU_DIR}), "
-          f"or `pip install --target {LIBTPU_DIR} --no-deps 'libtpu=={_libtpu_requirement()}'`, "
-          f"or on a TPU VM `pip install 'jax[tpu]=={jax.__version__}'`")
-
-
-def _libtpu_requirement() -> str:
-  """The libtpu version that jax[tpu] pins for the installed jax (e.g. '0.0.42.*')."""
-  from importlib import metadata
-  for req in metadata.requires("jax") or []:
-    if req.startswith("libtpu") and "tpu" in req.split(";")[-1]:
-      return req.split(";")[0].replace("libtpu", "").lstrip("=<>~! ")
-  return "*"
-
-
-def ensure_libtpu() -> None:
-  """Makes `import libtpu` work (installed normally, or in LIBTPU_DIR), else a UserError."""
-  try:
-    import libtpu  # noqa: F401
-    return
-  except ImportError:
-    pass
-  if os.path.isdir(LIBTPU_DIR) and LIBTPU_DIR not in sys.path:
-    sys.path.append(LIBTPU_DIR)
-    try:
-      import libtpu  # noqa: F401
-      return
-    except ImportError:
-      pass
-  raise UserError(_install_hint())
-
 
 @contextlib.contextmanager
 def quiet_stderr():
@@ -127,14 +56,6 @@ def quiet_stderr():
       if failed:
         log.seek(0)
         sys.stderr.write(log.read().decode(errors="replace"))
-
-
-def topology_devices(name: str):
-  from jax.experimental import topologies
-  topology, chip_config, bounds = TOPOLOGIES[name]
-  return list(topologies.get_topology_desc(
-      platform="tpu", topology_name=topology, chip_config_name=chip_config,
-      chips_per_host_bounds=bounds, num_slices=1).devices)
 
 
 def _compile(lowered, what: str, chips: str):
@@ -173,8 +94,8 @@ def preflight(config, topology: str) -> dict:
 
   Raises UserError (one line) when the config cannot run there or libtpu is missing.
   """
-  name, _ = resolve_topology(topology)
-  ensure_libtpu()
+  name, _ = tpu.resolve_topology(topology)
+  tpu.ensure_libtpu()
   import jax
   import numpy as np
 
@@ -183,7 +104,7 @@ def preflight(config, topology: str) -> dict:
   # libtpu's warnings about TPU_* environment variables, TensorFlow's start-up lines: kept out of
   # sight unless something fails unexpectedly.
   with quiet_stderr():
-    devices = topology_devices(name)
+    devices = tpu.topology_devices(name)
     chips = len(devices)
     hosts = len({d.process_index for d in devices})
     num_devices = 1 if config.parallelism == "single" else chips
@@ -200,7 +121,7 @@ def preflight(config, topology: str) -> dict:
     eval_compiled, eval_s = _compile(eval_lowered, "eval step", name)
 
   family = name.split("-")[0]
-  chip = CHIPS[family]
+  chip = tpu.CHIPS[family]
   hbm = _hbm(train_compiled)
   eval_hbm = _hbm(eval_compiled)
   per_chip_batch = config.batch_size // num_devices
@@ -210,7 +131,7 @@ def preflight(config, topology: str) -> dict:
   flops_step = _flops(train_compiled) / (1 if program.rolled else program.steps_per_call)
   roofline = per_chip_batch * chip["peak_flops"] / flops_step if flops_step else None
   report = {
-      "topology": name, "tpu_topology": TOPOLOGIES[name][0], "device_kind": devices[0].device_kind,
+      "topology": name, "tpu_topology": tpu.TOPOLOGIES[name][0], "device_kind": devices[0].device_kind,
       "chips": chips, "hosts": hosts, "parallelism": config.parallelism,
       "devices_used": num_devices, "global_batch": config.batch_size,
       "per_chip_batch": per_chip_batch,

@@ -10,7 +10,7 @@ def test_dry_run_prints_the_gcloud_commands():
       [sys.executable, "scripts/launch_tpu.py", "--tpu=dvc-pod", "--zone=us-central2-b",
        "--project=my-proj", "--accelerator_type=v4-32", "--spot", "--workdir=gs://b/runs/cnn 1",
        "--config=configs/mnist_cnn.py:tpu", "--override=seed=3", "--tfds_data_dir=gs://b/tfds",
-       "--dry_run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+       "--dry_run", "--nopreflight"], cwd=ROOT, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 0, proc.stderr
   lines = [l for l in proc.stdout.splitlines() if not l.startswith("#")]
   argvs = [shlex.split(l) for l in lines]
