@@ -175,7 +175,7 @@ def format_table(r: dict) -> str:
       ("HBM per chip needed / chip's",
        f"{gib(r['hbm_per_chip_bytes']['needed'])} / {gib(r['hbm_per_chip_bytes']['chip'])}"),
       ("GFLOP per train step per chip", f"{r['flops_per_train_step_per_chip'] / 1e9:.3f}"),
-      ("roofline images/s per chip",
+      ("roofline images/s per chip (FLOP bound)",
        f"{r['roofline_images_per_second_per_chip']:,.0f} "
        f"(at {r['peak_flops_per_chip'] / 1e12:.0f} TFLOP/s bf16 peak)"
        if r["roofline_images_per_second_per_chip"] else "n/a"),

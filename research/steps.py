@@ -87,14 +87,15 @@ def make_train_chunk(train_step, steps_per_call, rolled=False):
 # - XLA:CPU runs a train step 5-15x slower in the body of a rolled loop than as straight-line
 #   code (10 steps of batch 128: 642.7 vs 43.5 ms per step), and blocks of 10 unrolled steps
 #   inside a loop are worse still (2 blocks of 10, batch 128: 34.5 s to compile, 4.8 s per
-#   step; 10 straight-line steps: ~5 s, ~45 ms). But straight-line code compiles in time that
-#   grows with its length: `:gpu`'s 117 unrolled steps took 296 s to compile. So on CPU a chunk is
+#   step). But straight-line code compiles in time that grows with its length: `:gpu`'s 117
+#   unrolled steps of batch 512 took 296 s (issue 13) and 730.6 s (here, on a loaded box) to
+#   compile; 10 of them compile and run in 12.2 s, then 212 ms per step. So on CPU a chunk is
 #   at most CPU_MAX_STEPS_PER_CALL straight-line steps: a longer `steps_per_call` runs as several
 #   calls of that program (the numbers do not depend on how steps are grouped into calls), and
 #   the default steps_per_call=10 compiles the same program as before.
-# - libtpu compiles a rolled `lax.scan` of 10 CNN steps as fast as one step (v5e-8: 7.9 s vs
-#   7.9 s; v4-32: 3.1 s vs 3.0 s) and 10 unrolled steps 5x slower (38.6 s; 14.1 s); GPUs and
-#   TPUs run a while loop at full speed. There the whole chunk is one rolled loop.
+# - libtpu compiles a rolled `lax.scan` of 10 CNN steps as fast as one step (issue 13, v5e-8:
+#   7.9 s vs 7.9 s; v4-32: 3.1 s vs 3.0 s) and 10 unrolled steps 5x slower (38.6 s; 14.1 s);
+#   GPUs and TPUs run a while loop at full speed. There the whole chunk is one rolled loop.
 CPU_MAX_STEPS_PER_CALL = 10
 
 
