@@ -91,11 +91,13 @@ def make_train_chunk(train_step, steps_per_call, rolled=False):
 #   unrolled steps of batch 512 took 296 s (issue 13) and 730.6 s (here, on a loaded box) to
 #   compile; 10 of them compile and run in 12.2 s, then 212 ms per step. So on CPU a chunk is
 #   at most CPU_MAX_STEPS_PER_CALL straight-line steps: a longer `steps_per_call` runs as several
-#   calls of that program (the numbers do not depend on how steps are grouped into calls), and
-#   the default steps_per_call=10 compiles the same program as before.
+#   calls of that program (the same steps on the same batches, grouped differently: equal to
+#   float32 rounding, tests/test_fast_paths.py), and the default steps_per_call=10 compiles the
+#   very program it compiled before (the same StableHLO, so bit-identical results).
 # - libtpu compiles a rolled `lax.scan` of 10 CNN steps as fast as one step (issue 13, v5e-8:
-#   7.9 s vs 7.9 s; v4-32: 3.1 s vs 3.0 s) and 10 unrolled steps 5x slower (38.6 s; 14.1 s);
-#   GPUs and TPUs run a while loop at full speed. There the whole chunk is one rolled loop.
+#   7.9 s vs 7.9 s; v4-32: 3.1 s vs 3.0 s) and 10 unrolled steps 5x slower (38.6 s; 14.1 s).
+#   On GPU the rolled loop is the usual choice too (not measured here: no GPU on this box).
+#   There the whole chunk is one rolled loop.
 CPU_MAX_STEPS_PER_CALL = 10
 
 
