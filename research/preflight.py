@@ -34,6 +34,7 @@ config_flags.DEFINE_config_file("config", None, "Experiment config file (configs
 flags.DEFINE_string("topology", None, "TPU slice: v4-8, v4-16, v4-32, v5e-4, v5e-8 (= v5litepod-8), "
                     "v5e-16, v6e-8.", required=True)
 
+
 @contextlib.contextmanager
 def quiet_stderr():
   """Sends file descriptor 2 (libtpu's C++ logging) to a file; replays it if the block fails."""
@@ -67,7 +68,7 @@ def _compile(lowered, what: str, chips: str):
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     first = lines[0] if lines else type(e).__name__
     if "RESOURCE_EXHAUSTED" in first or "memory" in first.lower():
-      raise UserError(f"the {what} does not fit in {chips}'s HBM: {first[:300]}") from None
+      raise UserError(f"HBM exceeded on {chips}: the {what} does not fit: {first[:300]}") from None
     raise UserError(f"the TPU compiler rejects the {what} for {chips}: {first[:300]}") from None
   return compiled, time.perf_counter() - t0
 
