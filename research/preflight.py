@@ -127,8 +127,9 @@ def preflight(config, topology: str) -> dict:
   eval_hbm = _hbm(eval_compiled)
   per_chip_batch = config.batch_size // num_devices
   # One chip's program. XLA's cost analysis counts a while loop's body once, so a rolled chunk
-  # reports one step's FLOPs (checked: the MLP's rolled 10-step chunk on v5e-8 reports 55 MFLOP,
-  # one step of batch 128); an unrolled one holds all its steps.
+  # reports one step's FLOPs (the MLP's rolled 10-step chunk on v5e-8: 55 MFLOP, one step of
+  # batch 128; tests/test_preflight.py checks the count against the model's matmuls); an
+  # unrolled one holds all its steps.
   flops_step = _flops(train_compiled) / (1 if program.rolled else program.steps_per_call)
   roofline = per_chip_batch * chip["peak_flops"] / flops_step if flops_step else None
   report = {
