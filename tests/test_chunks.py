@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from configs import mnist_cnn
+from configs import mnist_cnn, mnist_mlp
 from research import data, models, steps, train
 
 
@@ -23,13 +23,16 @@ def _fake_mnist(n=1024, seed=0):
 
 
 def test_rolled_and_unrolled_chunks_train_the_same_params():
-  c = mnist_cnn.get_config()
-  c.cnn_features = (4, 8)
+  # A small MLP: the chunk's loop, masking and metrics do not depend on the model, and an
+  # unrolled CNN chunk takes XLA:CPU ~10 s to compile (the CNN's rolled chunk is what the TPU
+  # preflight compiles).
+  c = mnist_mlp.get_config()
+  c.mlp_hidden = (16,)
   ds = _fake_mnist()
   model = models.create_model(c, 10)
   state = train.create_train_state(c, model, ds.image_shape, 100)
   step = steps.make_train_step()
-  idx = np.random.default_rng(1).integers(0, len(ds.train_labels), (5, 16)).astype(np.int32)
+  idx = np.random.default_rng(1).integers(0, len(ds.train_labels), (5, 8)).astype(np.int32)
   out = {}
   for rolled in (False, True):
     chunk = jax.jit(steps.make_train_chunk(step, 5, rolled))
@@ -86,8 +89,9 @@ def test_default_cpu_chunk_is_the_straight_line_program():
 
 def test_profile_steps_writes_a_trace(mnist, tmp_path):
   workdir = tmp_path / "run"
-  config = tiny_config("mlp", num_train_steps=30, profile_steps=10)
+  config = tiny_config("mlp", num_train_steps=15, steps_per_call=5, log_every_steps=5,
+                       profile_steps=5)
   results = train.train_and_evaluate(config, str(workdir))
-  assert results["steps"] == 30
+  assert results["steps"] == 15
   traces = glob.glob(str(workdir / "tensorboard" / "plugins" / "profile" / "*" / "*.xplane.pb"))
   assert len(traces) == 1 and os.path.getsize(traces[0]) > 0
