@@ -37,13 +37,15 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Execution.
   c.parallelism = "jit"  # "jit" (mesh over all devices), "pmap", or "single" (one device)
-  c.steps_per_call = 10  # train steps unrolled into one compiled call (compile time grows with it)
+  c.steps_per_call = 10  # train steps per compiled call (on CPU at most 10: steps.chunk_plan)
   c.log_every_steps = 500  # a multiple of steps_per_call keeps chunks full; ~10 lines a CNN run
   c.eval_every_epochs = 1
   c.eval_train = True  # score the whole training split at the end (results.json train_accuracy)
   c.debug = False  # NaN checks inside the step, compile logging
   c.stall_timeout = 900  # s a multi-process run may wait for a stalled peer before exiting (0: forever)
   c.xla_cpu_ynnpack = False  # XLA:CPU's YNNPACK conv kernels; off: Eigen's, 1.4-2.6x faster steps here
+  c.profile_steps = 0  # > 0: a jax.profiler trace of this many train steps after the first
+  #                      (compiling) chunk, in WORKDIR/tensorboard (TensorBoard's profile plugin)
 
   # Checkpoints (orbax, WORKDIR/checkpoints).
   c.checkpoint_every_steps = 1000

@@ -15,6 +15,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from research import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None,
@@ -90,24 +92,10 @@ def main(argv):
 
 
 def _parse_flags(argv):
-  """absl's flag parsing, with one error line (not a traceback) for a bad config or override."""
-  try:
-    argv = FLAGS(argv)
-    if FLAGS["config"].present or FLAGS.config is not None:
-      FLAGS.config.keys()  # ml_collections defers a config file's load error until first use
-    if FLAGS.workdir or FLAGS.show_config:
-      return argv
-    message = "flag --workdir must have a value (the run's output directory)"
-  except flags.Error as e:
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    message = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
-  except (AttributeError, KeyError) as e:  # ml_collections: an override of an unknown field
-    message = f"unknown config field {str(e).strip(chr(34))} (--show_config lists the fields)"
-  except (OSError, ValueError, TypeError, SyntaxError, ImportError) as e:  # config file problems
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    message = f"cannot load --config: {' '.join(lines[-2:]) if lines else type(e).__name__}"
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+  argv = cli.parse_flags(argv)
+  if not (FLAGS.workdir or FLAGS.show_config):
+    cli.fail("flag --workdir must have a value (the run's output directory)")
+  return argv
 
 
 def run():

@@ -28,8 +28,9 @@ def train_seeds(config, seeds) -> list[dict]:
   # Stack leaf by leaf under the first state's tree (the K optimizers are equal but not `==`).
   treedef = jax.tree.structure(states[0])
   state = treedef.unflatten([np.stack(xs) for xs in zip(*map(jax.tree.leaves, states))])
+  steps_per_call, rolled = steps.chunk_plan(jax.default_backend(), config.steps_per_call)
   chunk = steps.make_train_chunk(steps.make_train_step(transforms.make_augment(config)),
-                                 config.steps_per_call)
+                                 steps_per_call, rolled)
   options = parallel.compiler_options(config.xla_cpu_ynnpack)
   vchunk = jax.jit(jax.vmap(chunk, in_axes=(0, None, None, 0, None)), donate_argnums=0,
                    compiler_options=options)
@@ -41,8 +42,8 @@ def train_seeds(config, seeds) -> list[dict]:
   step, seconds, losses = 0, 0.0, []
   first_call = None  # (steps, seconds) of the first call, which holds the compilation
   while step < total:
-    n = min(config.steps_per_call, total - step)
-    idx = np.zeros((len(seeds), config.steps_per_call, config.batch_size), np.int32)
+    n = min(steps_per_call, total - step)
+    idx = np.zeros((len(seeds), steps_per_call, config.batch_size), np.int32)
     for k, seed in enumerate(seeds):
       idx[k, :n] = train.batch_indices(seed, step, n, steps_per_epoch, n_train, config.batch_size)
     t0 = time.time()

@@ -37,9 +37,10 @@ def _ynnpack_option_exists() -> bool:
     return False
 
 
-def compiler_options(ynnpack: bool = False) -> dict | None:
-  """`jax.jit(..., compiler_options=...)` for the train and eval steps."""
-  if ynnpack or jax.default_backend() != "cpu" or not _ynnpack_option_exists():
+def compiler_options(ynnpack: bool = False, platform: str | None = None) -> dict | None:
+  """`jax.jit(..., compiler_options=...)` for the train and eval steps on `platform` (default:
+  JAX's default backend)."""
+  if ynnpack or (platform or jax.default_backend()) != "cpu" or not _ynnpack_option_exists():
     return None
   return dict(_YNNPACK_OFF)
 
@@ -105,6 +106,19 @@ class MeshRunner:
     n = self._global(self._repl, np.int32(num_steps))
     return self._train(state, *data, self._indices(global_idx), n)
 
+  def lower(self, state, data, steps_per_call, batch_size, eval_batch):
+    """The train chunk and eval step lowered for abstract `state` and `data` (pytrees of
+    ShapeDtypeStruct): what `train` and `evaluate` run, compilable for devices not attached."""
+    repl = lambda tree: jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self._repl), tree)
+    state, data = repl(state), repl(data)
+    idx = jax.ShapeDtypeStruct((steps_per_call, batch_size), np.int32, sharding=self._split)
+    n = jax.ShapeDtypeStruct((), np.int32, sharding=self._repl)
+    eval_idx = jax.ShapeDtypeStruct((eval_batch,), np.int32,
+                                    sharding=NamedSharding(self.mesh, P(AXIS)))
+    return (self._train.lower(state, *data, idx, n),
+            self._eval.lower(state.params, *data, eval_idx, eval_idx))
+
   def evaluate(self, params, data, global_idx, global_mask):
     """Sums of the eval step over batches idx[b], mask[b] ([num_batches, eval_batch])."""
     batch = lambda x: self._global(self._split_batch, host_slice(x))  # sliced on the host
@@ -120,14 +134,18 @@ class PmapRunner:
   `jax.pmap` takes no compiler options, so on CPU it runs with XLA's default (YNNPACK) kernels.
   """
 
-  def __init__(self, train_chunk, eval_step):
-    self.local_devices = jax.local_devices()
-    self.num_devices = jax.device_count()
+  def __init__(self, train_chunk, eval_step, devices=None):
+    """`devices`: every device of every process (default: jax.devices())."""
+    devices = list(jax.devices() if devices is None else devices)
+    self.local_devices = [d for d in devices if d.process_index == jax.process_index()]
+    self.num_devices = len(devices)
     self._local_mesh = Mesh(np.asarray(self.local_devices), (AXIS,))
     self._stacked = NamedSharding(self._local_mesh, P(AXIS))
+    pmap_devices = None if devices == jax.devices() else devices
     self._train = jax.pmap(functools.partial(train_chunk, axis_name=AXIS), axis_name=AXIS,
-                           donate_argnums=0)
-    self._eval = jax.pmap(functools.partial(eval_step, axis_name=AXIS), axis_name=AXIS)
+                           donate_argnums=0, devices=pmap_devices)
+    self._eval = jax.pmap(functools.partial(eval_step, axis_name=AXIS), axis_name=AXIS,
+                          devices=pmap_devices)
 
   def put_replicated(self, tree):
     n = len(self.local_devices)
@@ -154,21 +172,35 @@ class PmapRunner:
     n = np.full((len(self.local_devices),), num_steps, np.int32)
     return self._train(state, *data, self._per_device(global_idx), n)
 
+  def lower(self, state, data, steps_per_call, batch_size, eval_batch):
+    """As MeshRunner.lower: this process's view, a leading axis of its local devices."""
+    n = len(self.local_devices)
+    stack = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct((n,) + x.shape, x.dtype), tree)
+    state, data = stack(state), stack(data)
+    idx = jax.ShapeDtypeStruct((n, steps_per_call, batch_size // self.num_devices), np.int32)
+    eval_idx = jax.ShapeDtypeStruct((n, eval_batch // self.num_devices), np.int32)
+    steps = jax.ShapeDtypeStruct((n,), np.int32)
+    return (self._train.lower(state, *data, idx, steps),
+            self._eval.lower(state.params, *data, eval_idx, eval_idx))
+
   def evaluate(self, params, data, global_idx, global_mask):
     return _sum_on_host([self.get(self._eval(params, *data, self._per_device(global_idx[b]),
                                              self._per_device(global_mask[b])))
                          for b in range(global_idx.shape[0])])
 
 
-def make_runner(parallelism: str, train_chunk, eval_step, ynnpack: bool = False):
-  options = compiler_options(ynnpack)
+def make_runner(parallelism: str, train_chunk, eval_step, ynnpack: bool = False, devices=None):
+  """The runner over `devices` (default: jax.devices(); research/preflight.py passes the devices
+  of a TPU topology description, to compile for them without them)."""
+  devices = list(jax.devices() if devices is None else devices)
+  options = compiler_options(ynnpack, devices[0].platform)
   if parallelism == "jit":
-    return MeshRunner(jax.devices(), train_chunk, eval_step, options)
+    return MeshRunner(devices, train_chunk, eval_step, options)
   if parallelism == "single":
     if jax.process_count() > 1:
       raise UserError("parallelism='single' runs on one device; use 'jit' or 'pmap' with "
                       f"{jax.process_count()} processes")
-    return MeshRunner(jax.local_devices()[:1], train_chunk, eval_step, options)
+    return MeshRunner(devices[:1], train_chunk, eval_step, options)
   if parallelism == "pmap":
-    return PmapRunner(train_chunk, eval_step)
+    return PmapRunner(train_chunk, eval_step, devices)
   raise UserError(f"unknown parallelism {parallelism!r}; choose 'jit', 'pmap' or 'single'")

@@ -45,26 +45,67 @@ def make_train_step(augment=None):
   return train_step
 
 
-def make_train_chunk(train_step, steps_per_call):
+def make_train_chunk(train_step, steps_per_call, rolled=False):
   """(state, images, labels, idx[steps_per_call, B], num_steps) -> (state, metrics[steps_per_call]).
 
-  The steps are unrolled into one straight-line program: XLA:CPU runs a convolution's backward
-  pass several times slower inside a while-loop body (a rolled `scan`/`fori_loop`) than outside.
-  Steps i >= num_steps compute but keep the old state (a select), so a short last chunk before
-  an epoch end or a checkpoint reuses the same compiled program.
+  Unrolled (the default), the steps are one straight-line program; `rolled=True` runs them as a
+  `lax.scan`, one step per loop iteration. `chunk_plan` picks per backend. Steps i >= num_steps
+  compute but keep the old state (a select), so a short last chunk before an epoch end or a
+  checkpoint reuses the same compiled program.
   """
 
-  def train_chunk(state, images, labels, idx, num_steps, axis_name=None):
-    all_metrics = []
-    for i in range(steps_per_call):
-      batch = idx[i]
-      new_state, metrics = train_step(state, images[batch], labels[batch], axis_name)
-      active = i < num_steps
-      state = jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, state)
-      all_metrics.append(metrics)
-    return state, jax.tree.map(lambda *m: jnp.stack(m).astype(jnp.float32), *all_metrics)
+  def step_or_keep(state, images, labels, batch, i, num_steps, axis_name):
+    new_state, metrics = train_step(state, images[batch], labels[batch], axis_name)
+    active = i < num_steps
+    return jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, state), metrics
+
+  if rolled:
+
+    def train_chunk(state, images, labels, idx, num_steps, axis_name=None):
+      def body(state, xs):
+        batch, i = xs
+        return step_or_keep(state, images, labels, batch, i, num_steps, axis_name)
+
+      xs = (idx, jnp.arange(steps_per_call, dtype=jnp.int32))
+      state, metrics = jax.lax.scan(body, state, xs)
+      return state, jax.tree.map(lambda m: m.astype(jnp.float32), metrics)
+
+  else:
+
+    def train_chunk(state, images, labels, idx, num_steps, axis_name=None):
+      all_metrics = []
+      for i in range(steps_per_call):
+        state, metrics = step_or_keep(state, images, labels, idx[i], i, num_steps, axis_name)
+        all_metrics.append(metrics)
+      return state, jax.tree.map(lambda *m: jnp.stack(m).astype(jnp.float32), *all_metrics)
 
   return train_chunk
+
+
+# How a chunk of `steps_per_call` steps is compiled, per backend: the one place that decides.
+# Measured with jax 0.10.2 (seed CNN; README, performance; scripts/profile_step.py):
+# - XLA:CPU runs a train step 5-15x slower in the body of a rolled loop than as straight-line
+#   code (10 steps of batch 128: 642.7 vs 43.5 ms per step), and blocks of 10 unrolled steps
+#   inside a loop are worse still (2 blocks of 10, batch 128: 34.5 s to compile, 4.8 s per
+#   step). But straight-line code compiles in time that grows with its length: `:gpu`'s 117
+#   unrolled steps of batch 512 took 296 s (issue 13) and 730.6 s (here, on a loaded box) to
+#   compile; 10 of them compile and run in 12.2 s, then 212 ms per step. So on CPU a chunk is
+#   at most CPU_MAX_STEPS_PER_CALL straight-line steps: a longer `steps_per_call` runs as several
+#   calls of that program (the same steps on the same batches, grouped differently: equal to
+#   float32 rounding, tests/test_fast_paths.py), and the default steps_per_call=10 compiles the
+#   very program it compiled before (the same StableHLO, so bit-identical results).
+# - libtpu compiles a rolled `lax.scan` of 10 CNN steps as fast as one step (issue 13, v5e-8:
+#   7.9 s vs 7.9 s; v4-32: 3.1 s vs 3.0 s) and 10 unrolled steps 5x slower (38.6 s; 14.1 s).
+#   On GPU the rolled loop is the usual choice too (not measured here: no GPU on this box).
+#   There the whole chunk is one rolled loop.
+CPU_MAX_STEPS_PER_CALL = 10
+
+
+def chunk_plan(platform: str, steps_per_call: int) -> tuple[int, bool]:
+  """(steps per compiled call, rolled) for `config.steps_per_call` on 'cpu', 'gpu' or 'tpu'."""
+  if platform == "cpu":
+    return min(steps_per_call, CPU_MAX_STEPS_PER_CALL), False
+  return steps_per_call, True
 
 
 def make_eval_step(apply_fn):

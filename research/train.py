@@ -35,14 +35,17 @@ def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   raise UserError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
 
 
-def create_train_state(config, model, image_shape, total_steps: int) -> steps.TrainState:
-  """The initial state, as host (numpy) arrays, for `config.seed`."""
+def _init_state(config, model, image_shape, total_steps: int) -> steps.TrainState:
   key = jax.random.PRNGKey(config.seed)
   init_key, rng = jax.random.split(key)
   params = jax.jit(model.init)(init_key, jnp.zeros((1,) + tuple(image_shape), jnp.float32))
-  state = steps.TrainState.create(apply_fn=model.apply, params=params["params"],
-                                  tx=create_optimizer(config, total_steps), rng=rng)
-  return jax.tree.map(np.asarray, state)
+  return steps.TrainState.create(apply_fn=model.apply, params=params["params"],
+                                 tx=create_optimizer(config, total_steps), rng=rng)
+
+
+def create_train_state(config, model, image_shape, total_steps: int) -> steps.TrainState:
+  """The initial state, as host (numpy) arrays, for `config.seed`."""
+  return jax.tree.map(np.asarray, _init_state(config, model, image_shape, total_steps))
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -72,6 +75,7 @@ def eval_indices(n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def validate(config, num_devices: int, num_processes: int) -> None:
+  """Refuses, before any data is loaded, a config that cannot run on these devices."""
   if config.parallelism not in parallel.FLAVOURS:
     raise UserError(f"unknown parallelism {config.parallelism!r}; choose 'jit', 'pmap' or 'single'")
   if config.batch_size <= 0 or config.batch_size % num_devices:
@@ -82,6 +86,8 @@ def validate(config, num_devices: int, num_processes: int) -> None:
   for field in ("steps_per_call", "log_every_steps", "checkpoint_every_steps", "eval_batch_size"):
     if config[field] <= 0:
       raise UserError(f"{field} must be positive, got {config[field]}")
+  models.check_config(config)
+  create_optimizer(config, 1)  # unknown optimizer or schedule
 
 
 def prepare_workdir(workdir: str) -> tuple[str, bool]:
@@ -99,6 +105,34 @@ def prepare_workdir(workdir: str) -> tuple[str, bool]:
   except OSError as e:
     raise UserError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
   return workdir, created
+
+
+class _Profile:
+  """A jax.profiler trace of `num_steps` train steps after the first (compiling) chunk, written
+  to `log_dir` in TensorBoard's profile-plugin layout (plugins/profile/RUN/HOST.xplane.pb).
+
+  Chunks are whole calls, so the trace covers the chunks that hold those steps.
+  """
+
+  def __init__(self, num_steps: int, log_dir: str, enabled: bool = True):
+    self.num_steps, self.log_dir, self.enabled = num_steps, log_dir, enabled and num_steps > 0
+    self.start_step = None  # the first traced step; None: not started
+
+  def before_chunk(self, step: int, compiled: bool) -> None:
+    if self.enabled and self.start_step is None and compiled:
+      jax.profiler.start_trace(self.log_dir)
+      self.start_step = step
+
+  def after_chunk(self, step: int) -> None:
+    if self.start_step is not None and step - self.start_step >= self.num_steps:
+      self.stop()
+
+  def stop(self) -> None:
+    if self.enabled and self.start_step is not None:
+      jax.profiler.stop_trace()
+      logging.info("profiled steps %d..%d into %s", self.start_step + 1,
+                   self.start_step + self.num_steps, self.log_dir)
+      self.enabled = False
 
 
 class _Preemption:
@@ -129,9 +163,9 @@ class _Preemption:
     return bool(np.any(multihost_utils.process_allgather(np.int32(self.requested))))
 
 
-def _next_boundary(step, total, config, steps_per_epoch):
+def _next_boundary(step, total, config, steps_per_epoch, steps_per_call):
   """End of the chunk that starts at `step`: the next log, eval, checkpoint or the end."""
-  ends = [total, step + config.steps_per_call]
+  ends = [total, step + steps_per_call]
   for every in (config.log_every_steps, config.checkpoint_every_steps,
                 steps_per_epoch * config.eval_every_epochs if config.eval_every_epochs > 0 else 0):
     if every > 0:
@@ -143,7 +177,7 @@ def _next_boundary(step, total, config, steps_per_epoch):
 RESUMABLE_FIELDS = frozenset({
     "parallelism", "steps_per_call", "log_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "eval_batch_size", "eval_every_epochs", "eval_train", "debug",
-    "data_dir", "xla_cpu_ynnpack", "stall_timeout"})
+    "data_dir", "xla_cpu_ynnpack", "stall_timeout", "profile_steps"})
 
 
 def check_compatible(config, workdir: str) -> None:
@@ -162,6 +196,43 @@ def check_compatible(config, workdir: str) -> None:
                     "use a new --workdir or the same config")
 
 
+class Program:
+  """What a run compiles, from the config and the dataset's shapes; no devices, no data on them.
+
+  Experiment runs it; research/preflight.py compiles the same program for a TPU topology.
+  `platform` ('cpu', 'gpu', 'tpu') picks how a chunk of steps is compiled (steps.chunk_plan).
+  """
+
+  def __init__(self, config, ds: data.Dataset, platform: str, num_devices: int):
+    self.config = config
+    self.image_shape = ds.image_shape
+    self.model = models.create_model(config, ds.num_classes)
+    self.n_train = len(ds.train_labels)
+    self.steps_per_epoch = self.n_train // config.batch_size
+    if self.steps_per_epoch == 0:
+      raise UserError(f"batch_size {config.batch_size} exceeds the {self.n_train} training examples")
+    self.total_steps = (config.num_train_steps if config.num_train_steps > 0
+                        else config.num_epochs * self.steps_per_epoch)
+    self.steps_per_call, self.rolled = steps.chunk_plan(platform, config.steps_per_call)
+    train_step = steps.make_train_step(transforms.make_augment(config))
+    self.train_chunk = steps.make_train_chunk(train_step, self.steps_per_call, self.rolled)
+    self.eval_step = steps.make_eval_step(self.model.apply)
+    self.eval_batch = -(-config.eval_batch_size // num_devices) * num_devices
+
+  def initial_state(self) -> steps.TrainState:
+    """Host (numpy) arrays."""
+    return create_train_state(self.config, self.model, self.image_shape, self.total_steps)
+
+  def abstract_state(self) -> steps.TrainState:
+    """Shapes and dtypes only (nothing is computed or allocated)."""
+    return jax.eval_shape(lambda: _init_state(self.config, self.model, self.image_shape,
+                                              self.total_steps))
+
+  def make_runner(self, devices=None):
+    return parallel.make_runner(self.config.parallelism, self.train_chunk, self.eval_step,
+                                ynnpack=self.config.xla_cpu_ynnpack, devices=devices)
+
+
 class Experiment:
   """Everything a run needs, built once: data on the devices, model, initial state, runner."""
 
@@ -173,26 +244,19 @@ class Experiment:
       jax.config.update("jax_log_compiles", True)
     num_devices = 1 if config.parallelism == "single" else jax.device_count()
     validate(config, num_devices, jax.process_count())
-    models.check_config(config)
-    create_optimizer(config, 1)  # unknown optimizer or schedule: fail before loading data
     ds = data.load_dataset(config)
     ds = transforms.apply(config, ds)
     self.dataset = ds
-    self.model = models.create_model(config, ds.num_classes)
-    self.n_train = len(ds.train_labels)
-    self.steps_per_epoch = self.n_train // config.batch_size
-    if self.steps_per_epoch == 0:
-      raise UserError(f"batch_size {config.batch_size} exceeds the {self.n_train} training examples")
-    self.total_steps = (config.num_train_steps if config.num_train_steps > 0
-                        else config.num_epochs * self.steps_per_epoch)
-    self.initial_state = create_train_state(config, self.model, ds.image_shape, self.total_steps)
+    self.program = Program(config, ds, jax.default_backend(), num_devices)
+    self.model = self.program.model
+    self.n_train = self.program.n_train
+    self.steps_per_epoch = self.program.steps_per_epoch
+    self.total_steps = self.program.total_steps
+    self.steps_per_call = self.program.steps_per_call
+    self.initial_state = self.program.initial_state()
     self.num_params = models.count_params(self.initial_state.params)
-    train_step = steps.make_train_step(transforms.make_augment(config))
-    self.runner = parallel.make_runner(
-        config.parallelism, steps.make_train_chunk(train_step, config.steps_per_call),
-        steps.make_eval_step(self.model.apply), ynnpack=config.xla_cpu_ynnpack)
-    n = self.runner.num_devices
-    self.eval_batch = -(-config.eval_batch_size // n) * n
+    self.runner = self.program.make_runner()
+    self.eval_batch = self.program.eval_batch
     self.train_data = self.runner.put_replicated((ds.train_images, ds.train_labels))
     self.test_data = self.runner.put_replicated((ds.test_images, ds.test_labels))
 
@@ -253,10 +317,13 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
   seconds, window = 0.0, []
   # Rates (and the ETA) count from the end of the first call, which includes compilation.
   t_log, steps_at_log, compiled, start_step = time.time(), step, False, step
+  profile = _Profile(config.profile_steps, os.path.join(workdir, "tensorboard"),
+                     enabled=jax.process_index() == 0)
   with _Preemption() as preemption:
     while step < total:
-      end = _next_boundary(step, total, config, steps_per_epoch)
-      padded = np.zeros((config.steps_per_call, config.batch_size), np.int32)
+      profile.before_chunk(step, compiled)
+      end = _next_boundary(step, total, config, steps_per_epoch, exp.steps_per_call)
+      padded = np.zeros((exp.steps_per_call, config.batch_size), np.int32)
       padded[:end - step] = batch_indices(config.seed, step, end - step, steps_per_epoch,
                                           exp.n_train, config.batch_size)
       t0 = time.time()
@@ -276,6 +343,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
                      time.time() - t0)
         if step % config.log_every_steps and step < total:
           t_log, steps_at_log = time.time(), step
+      profile.after_chunk(step)
       if step % config.log_every_steps == 0 or step == total:
         now = time.time()
         rate = (step - steps_at_log) / max(now - t_log, 1e-9)
@@ -301,6 +369,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
         with bounded(f"saving the checkpoint at step {step}"):
           ckpt.save(step, runner.get(state))
       if stop and step < total:
+        profile.stop()
         with bounded(f"committing the checkpoint at step {step}"):
           ckpt.close()  # waits until the checkpoint is committed
         writer.close()
@@ -309,6 +378,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
         print(f"preempted: checkpoint at step {step} saved in {ckpt.directory}", flush=True)
         raise SystemExit(143)
 
+  profile.stop()  # a run shorter than the profile
   with bounded(f"the final test evaluation at step {step}"):
     test = exp.evaluate(state.params)
   writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],

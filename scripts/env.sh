@@ -18,6 +18,23 @@ if [ ! -f "$VENV/.installed" ] || [ "$ROOT/setup.py" -nt "$VENV/.installed" ]; t
   touch "$VENV/.installed"
 fi
 export PATH="$VENV/bin:$PATH"
+# libtpu, for the TPU preflight (research/preflight.py) only: the version jax[tpu] pins for the
+# installed jax, put in its own folder with `pip install --target`. Importable from
+# site-packages it would make every JAX program on this CPU box probe for a TPU at start and
+# print warnings about TPU_* environment variables; research.preflight adds the folder to its
+# own sys.path. Skipped (the preflight then says how to install it) when pip cannot get it.
+TPU_COMPILER="$VENV/tpu-compiler"
+LIBTPU_REQ="$("$VENV/bin/python" -c 'from importlib import metadata
+print(next((r.split(";")[0] for r in metadata.requires("jax") or [] if r.startswith("libtpu")
+            and "tpu" in r.split(";")[-1]), "libtpu"))')"
+if [ "$(cat "$TPU_COMPILER/.requirement" 2>/dev/null)" != "$LIBTPU_REQ" ]; then
+  rm -rf "$TPU_COMPILER"
+  if "$VENV/bin/pip" install --quiet --target "$TPU_COMPILER" --no-deps "$LIBTPU_REQ"; then
+    echo "$LIBTPU_REQ" > "$TPU_COMPILER/.requirement"
+  else
+    echo "warning: could not install $LIBTPU_REQ; the TPU preflight and its tests will skip" >&2
+  fi
+fi
 # Offline data: TFDS reads the original archives from $TFDS_DATA_DIR/downloads/manual/NAME/.
 # MNIST and Fashion-MNIST archives have the same file names, so each gets its own folder.
 export TFDS_DATA_DIR="${TFDS_DATA_DIR:-$ROOT/.tfds}"

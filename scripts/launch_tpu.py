@@ -3,12 +3,15 @@
   python scripts/launch_tpu.py --tpu=my-tpu --zone=us-central2-b --accelerator_type=v4-32 \
       --config=configs/mnist_cnn.py:tpu --workdir=gs://BUCKET/runs/cnn --dry_run
 
-Steps: create the TPU VM unless it exists; copy this checkout (git archive of HEAD) to every
-worker and install it with jax[tpu]; start `research.main --distributed` on all workers at once
-(`--worker=all`), where jax.distributed finds its peers by itself. `--dry_run` prints the exact
-gcloud commands instead of running them. Use a gs:// workdir on a multi-host slice so every
-host writes its checkpoint shards to the same place.
+Steps: first the TPU preflight (research/preflight.py: the config's train and eval steps
+compiled here for `--accelerator_type` with libtpu, no TPU needed), stopping when it fails; then
+create the TPU VM unless it exists; copy this checkout (git archive of HEAD) to every worker and
+install it with jax[tpu]; start `research.main --distributed` on all workers at once
+(`--worker=all`), where jax.distributed finds its peers by itself. `--dry_run` runs the preflight
+and prints its report (as `#` lines) and the exact gcloud commands instead of running them. Use a
+gs:// workdir on a multi-host slice so every host writes its checkpoint shards to the same place.
 """
+import os
 import shlex
 import subprocess
 import sys
@@ -27,7 +30,11 @@ flags.DEFINE_string("workdir", None, "Run directory (gs://... for multi-host).",
 flags.DEFINE_multi_string("override", [], "Extra config overrides, e.g. --override=seed=1.")
 flags.DEFINE_string("tfds_data_dir", "", "TFDS data dir on the workers (e.g. gs://BUCKET/tfds).")
 flags.DEFINE_string("remote_dir", "dense-vs-conv", "Checkout location in the workers' home.")
-flags.DEFINE_bool("dry_run", False, "Print the gcloud commands, run nothing.")
+flags.DEFINE_bool("dry_run", False, "Run the preflight, print the gcloud commands, run nothing else.")
+flags.DEFINE_bool("preflight", True, "Compile the config for --accelerator_type first (research.preflight).")
+flags.DEFINE_integer("preflight_timeout", 1200, "Seconds the preflight may take.")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ARCHIVE = "/tmp/dense-vs-conv.tar.gz"
 
@@ -51,7 +58,7 @@ def commands() -> dict[str, list[list[str]]]:
     create.append("--spot")
   remote = FLAGS.remote_dir
   install = (f"mkdir -p ~/{remote} && tar xzf ~/{ARCHIVE.split('/')[-1]} -C ~/{remote} && "
-             f"cd ~/{remote} && pip install -q -e . 'jax[tpu]'")
+             f"cd ~/{remote} && pip install -q -e '.[tpu]'")
   env = f"TFDS_DATA_DIR={shlex.quote(FLAGS.tfds_data_dir)} " if FLAGS.tfds_data_dir else ""
   run = (f"cd ~/{remote} && {env}python3 -m research.main "
          f"--config={shlex.quote(FLAGS.config)} --workdir={shlex.quote(FLAGS.workdir)} --distributed"
@@ -65,6 +72,29 @@ def commands() -> dict[str, list[list[str]]]:
   }
 
 
+def preflight_command() -> list[str]:
+  return ([sys.executable, "-m", "research.preflight", f"--config={FLAGS.config}",
+           f"--topology={FLAGS.accelerator_type}"] + [f"--config.{o}" for o in FLAGS.override])
+
+
+def run_preflight() -> str:
+  """The preflight's report (its stdout); exits with its error line when it fails."""
+  cmd = preflight_command()
+  print(f"# preflight: {shlex.join(cmd)}", flush=True)
+  try:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          timeout=FLAGS.preflight_timeout)
+  except subprocess.TimeoutExpired:
+    sys.exit(f"error: the TPU preflight took more than {FLAGS.preflight_timeout} s; "
+             "nothing was created (--nopreflight skips it)")
+  if proc.returncode:
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    reason = lines[-1].removeprefix("error: ") if lines else f"exit status {proc.returncode}"
+    sys.exit(f"error: TPU preflight for {FLAGS.accelerator_type} failed, nothing was created: "
+             f"{reason}")
+  return proc.stdout
+
+
 def _exists() -> bool:
   probe = _gcloud("describe", FLAGS.tpu)
   return subprocess.run(probe, capture_output=True).returncode == 0
@@ -73,6 +103,9 @@ def _exists() -> bool:
 def main(argv):
   del argv
   stages = commands()
+  if FLAGS.preflight:
+    report = run_preflight()
+    print("\n".join(f"# {l}" for l in report.splitlines()[:-1]), flush=True)  # table, not JSON
   if FLAGS.dry_run:
     print(f"# create {FLAGS.tpu} unless `{shlex.join(_gcloud('describe', FLAGS.tpu))}` finds it")
     for stage in ("create", "copy", "run"):

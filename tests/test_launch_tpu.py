@@ -2,7 +2,10 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+from research import tpu
 
 
 def test_dry_run_prints_the_gcloud_commands():
@@ -10,7 +13,7 @@ def test_dry_run_prints_the_gcloud_commands():
       [sys.executable, "scripts/launch_tpu.py", "--tpu=dvc-pod", "--zone=us-central2-b",
        "--project=my-proj", "--accelerator_type=v4-32", "--spot", "--workdir=gs://b/runs/cnn 1",
        "--config=configs/mnist_cnn.py:tpu", "--override=seed=3", "--tfds_data_dir=gs://b/tfds",
-       "--dry_run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+       "--dry_run", "--nopreflight"], cwd=ROOT, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 0, proc.stderr
   lines = [l for l in proc.stdout.splitlines() if not l.startswith("#")]
   argvs = [shlex.split(l) for l in lines]
@@ -30,3 +33,33 @@ def test_dry_run_prints_the_gcloud_commands():
   assert "--config=configs/mnist_cnn.py:tpu" in remote_argv
   assert "--workdir=gs://b/runs/cnn 1" in remote_argv  # quoted through two shells
   assert "--distributed" in remote_argv and "--config.seed=3" in remote_argv
+
+
+def _launch(*args):
+  return subprocess.run([sys.executable, "scripts/launch_tpu.py", "--tpu=dvc", "--zone=us-central2-b",
+                         "--workdir=gs://b/runs/mlp", "--config=configs/mnist_mlp.py:tpu",
+                         "--override=dataset=breast_cancer", *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not tpu.libtpu_installed(), reason="libtpu is not installed (scripts/env.sh)")
+def test_dry_run_shows_the_preflight_report():
+  proc = _launch("--accelerator_type=v5litepod-8", "--override=batch_size=64", "--dry_run")
+  assert proc.returncode == 0, proc.stderr
+  report = [l[2:] for l in proc.stdout.splitlines() if l.startswith("# ")]
+  assert any(l.startswith("topology") and "v5e-8" in l for l in report)
+  assert any(l.startswith("chips / hosts") and l.endswith("8 / 1") for l in report)
+  assert any(l.startswith("HBM per chip needed") for l in report)
+  commands = [l for l in proc.stdout.splitlines() if not l.startswith("#")]
+  assert shlex.split(commands[0])[4:6] == ["create", "dvc"]
+
+
+@pytest.mark.skipif(not tpu.libtpu_installed(), reason="libtpu is not installed (scripts/env.sh)")
+def test_a_failing_preflight_stops_the_launch_before_any_gcloud_command():
+  # Without --dry_run: a passing preflight would go on to call gcloud.
+  proc = _launch("--accelerator_type=v4-32", "--override=batch_size=72")
+  assert proc.returncode != 0
+  assert "gcloud" not in proc.stdout
+  assert proc.stderr.strip().splitlines() == [
+      "error: TPU preflight for v4-32 failed, nothing was created: batch_size 72 must be a "
+      "positive multiple of the 16 devices"]

@@ -1,0 +1,207 @@
+"""TPU preflight: compile a config's exact train chunk and eval step for a TPU slice, here.
+
+  python -m research.preflight --config=configs/mnist_cnn.py:tpu --topology=v5e-8
+
+No TPU is needed: libtpu's compiler runs on this machine against a description of the slice
+(jax.experimental.topologies). The program is the one training runs: train.Program builds the
+model, optimizer, train chunk and eval step, research/parallel.py's runner (jit over a mesh of
+the slice's chips, or pmap) places them, and only the arguments are abstract (ShapeDtypeStruct).
+Prints a table, then one JSON line (the last line of stdout): chips, hosts, batch per chip,
+compile seconds, HBM per chip against the chip's, FLOPs per train step and a roofline rate.
+Exits 2 with one `error: ...` line when the config cannot run on the slice (batch not divisible
+by the chips, HBM exceeded, an op the TPU compiler rejects) or libtpu is not installed.
+
+Slice names, chip facts and where libtpu is found: research/tpu.py.
+"""
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TFDS's tensorflow: no start-up chatter
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from research import UserError, cli, tpu  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variants]).",
+                                lock_config=True)
+flags.DEFINE_string("topology", None, "TPU slice: v4-8, v4-16, v4-32, v5e-4, v5e-8 (= v5litepod-8), "
+                    "v5e-16, v6e-8.", required=True)
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+  """Sends file descriptor 2 (libtpu's C++ logging) to a file; replays it if the block fails."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile(mode="w+b") as log:
+    os.dup2(log.fileno(), 2)
+    failed = False
+    try:
+      yield
+    except UserError:
+      raise
+    except BaseException:
+      failed = True
+      raise
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      if failed:
+        log.seek(0)
+        sys.stderr.write(log.read().decode(errors="replace"))
+
+
+def _compile(lowered, what: str, chips: str):
+  """`lowered.compile()` and its seconds; the TPU compiler's refusal as one UserError line."""
+  t0 = time.perf_counter()
+  try:
+    compiled = lowered.compile()
+  except Exception as e:  # jax's JaxRuntimeError / XlaRuntimeError: message from libtpu
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    first = lines[0] if lines else type(e).__name__
+    if "RESOURCE_EXHAUSTED" in first or "memory" in first.lower():
+      raise UserError(f"HBM exceeded on {chips}: the {what} does not fit: {first[:300]}") from None
+    raise UserError(f"the TPU compiler rejects the {what} for {chips}: {first[:300]}") from None
+  return compiled, time.perf_counter() - t0
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+def _hbm(compiled) -> dict:
+  m = compiled.memory_analysis()
+  args, out, alias, temp = (m.argument_size_in_bytes, m.output_size_in_bytes,
+                            m.alias_size_in_bytes, m.temp_size_in_bytes)
+  code = m.generated_code_size_in_bytes
+  # Donated state: outputs that alias arguments take no memory of their own.
+  return {"arguments": args, "outputs": out, "aliased": alias, "temporaries": temp,
+          "code": code, "total": args + out - alias + temp + code}
+
+
+def preflight(config, topology: str) -> dict:
+  """Compiles `config`'s train chunk and eval step for the slice `topology`; returns the facts.
+
+  Raises UserError (one line) when the config cannot run there or libtpu is missing.
+  """
+  name, _ = tpu.resolve_topology(topology)
+  tpu.ensure_libtpu()
+  import jax
+  import numpy as np
+
+  from research import data, train, transforms
+
+  # libtpu's warnings about TPU_* environment variables, TensorFlow's start-up lines: kept out of
+  # sight unless something fails unexpectedly.
+  with quiet_stderr():
+    devices = tpu.topology_devices(name)
+    chips = len(devices)
+    hosts = len({d.process_index for d in devices})
+    num_devices = 1 if config.parallelism == "single" else chips
+    train.validate(config, num_devices, hosts)  # the batch splits over the chips
+    ds = transforms.apply(config, data.load_dataset(config))
+    program = train.Program(config, ds, "tpu", num_devices)
+    runner = program.make_runner(devices)
+    state = program.abstract_state()
+    data_ = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype)
+                  for x in (ds.train_images, ds.train_labels))
+    train_lowered, eval_lowered = runner.lower(state, data_, program.steps_per_call,
+                                               config.batch_size, program.eval_batch)
+    train_compiled, train_s = _compile(train_lowered, "train chunk", name)
+    eval_compiled, eval_s = _compile(eval_lowered, "eval step", name)
+
+  family = name.split("-")[0]
+  chip = tpu.CHIPS[family]
+  hbm = _hbm(train_compiled)
+  eval_hbm = _hbm(eval_compiled)
+  per_chip_batch = config.batch_size // num_devices
+  # One chip's program. XLA's cost analysis counts a while loop's body once, so a rolled chunk
+  # reports one step's FLOPs (the MLP's rolled 10-step chunk on v5e-8: 55 MFLOP, one step of
+  # batch 128; tests/test_preflight.py checks the count against the model's matmuls); an
+  # unrolled one holds all its steps.
+  flops_step = _flops(train_compiled) / (1 if program.rolled else program.steps_per_call)
+  roofline = per_chip_batch * chip["peak_flops"] / flops_step if flops_step else None
+  report = {
+      "topology": name, "tpu_topology": tpu.TOPOLOGIES[name][0], "device_kind": devices[0].device_kind,
+      "chips": chips, "hosts": hosts, "parallelism": config.parallelism,
+      "devices_used": num_devices, "global_batch": config.batch_size,
+      "per_chip_batch": per_chip_batch,
+      "dtype": "bfloat16" if config.half_precision else "float32",
+      "model": config.model, "num_params": int(sum(np.prod(x.shape) for x in
+                                                    jax.tree.leaves(state.params))),
+      "steps_per_call": program.steps_per_call,
+      "compile_seconds": {"train_chunk": round(train_s, 2), "eval_step": round(eval_s, 2)},
+      "hbm_per_chip_bytes": {"train_chunk": hbm, "eval_step": eval_hbm,
+                             "needed": max(hbm["total"], eval_hbm["total"]),
+                             "chip": chip["hbm_bytes"]},
+      "flops_per_train_step_per_chip": flops_step,
+      "peak_flops_per_chip": chip["peak_flops"],
+      "roofline_images_per_second_per_chip": roofline,
+      "jax": jax.__version__,
+  }
+  needed = report["hbm_per_chip_bytes"]["needed"]
+  if needed > chip["hbm_bytes"]:
+    raise UserError(f"HBM exceeded on {name}: the program needs {needed / 2**30:.2f} GiB per chip, "
+                    f"a {family} chip has {chip['hbm_bytes'] / 2**30:.2f} GiB")
+  return report
+
+
+def format_table(r: dict) -> str:
+  gib = lambda b: f"{b / 2**30:.3f} GiB"
+  h, e = r["hbm_per_chip_bytes"]["train_chunk"], r["hbm_per_chip_bytes"]["eval_step"]
+  rows = [
+      ("topology", f"{r['topology']} ({r['tpu_topology']}, {r['device_kind']})"),
+      ("chips / hosts", f"{r['chips']} / {r['hosts']}"),
+      ("parallelism", f"{r['parallelism']} over {r['devices_used']} chip(s)"),
+      ("batch global / per chip", f"{r['global_batch']} / {r['per_chip_batch']}"),
+      ("compute dtype", r["dtype"]),
+      ("model", f"{r['model']} ({r['num_params']:,} params)"),
+      ("compile s: train chunk / eval step",
+       f"{r['compile_seconds']['train_chunk']:.1f} ({r['steps_per_call']} steps) / "
+       f"{r['compile_seconds']['eval_step']:.1f}"),
+      ("HBM per chip, train: args / out / temp",
+       f"{gib(h['arguments'])} / {gib(h['outputs'])} / {gib(h['temporaries'])}"),
+      ("HBM per chip, eval: args / out / temp",
+       f"{gib(e['arguments'])} / {gib(e['outputs'])} / {gib(e['temporaries'])}"),
+      ("HBM per chip needed / chip's",
+       f"{gib(r['hbm_per_chip_bytes']['needed'])} / {gib(r['hbm_per_chip_bytes']['chip'])}"),
+      ("GFLOP per train step per chip", f"{r['flops_per_train_step_per_chip'] / 1e9:.3f}"),
+      ("roofline images/s per chip (FLOP bound)",
+       f"{r['roofline_images_per_second_per_chip']:,.0f} "
+       f"(at {r['peak_flops_per_chip'] / 1e12:.0f} TFLOP/s bf16 peak)"
+       if r["roofline_images_per_second_per_chip"] else "n/a"),
+  ]
+  width = max(len(k) for k, _ in rows)
+  return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines about reading the dataset
+  try:
+    report = preflight(FLAGS.config, FLAGS.topology)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(format_table(report))
+  print(json.dumps(report), flush=True)
+
+
+def run():
+  app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  run()
