@@ -29,7 +29,8 @@ print(next((r.split(";")[0] for r in metadata.requires("jax") or [] if r.startsw
             and "tpu" in r.split(";")[-1]), "libtpu"))')"
 if [ "$(cat "$TPU_COMPILER/.requirement" 2>/dev/null)" != "$LIBTPU_REQ" ]; then
   rm -rf "$TPU_COMPILER"
-  if "$VENV/bin/pip" install --quiet --target "$TPU_COMPILER" --no-deps "$LIBTPU_REQ"; then
+  if "$VENV/bin/pip" install --quiet --disable-pip-version-check --target "$TPU_COMPILER" \
+      --no-deps "$LIBTPU_REQ" 2> >(grep -v "^WARNING: Location" >&2); then
     echo "$LIBTPU_REQ" > "$TPU_COMPILER/.requirement"
   else
     echo "warning: could not install $LIBTPU_REQ; the TPU preflight and its tests will skip" >&2
