@@ -47,3 +47,23 @@ def test_eval_indices_count_every_example_once():
   assert idx.shape == mask.shape == (11, 1000)
   assert mask.sum() == 10_001
   assert sorted(idx[mask == 1].tolist()) == list(range(10_001))
+
+
+
+def test_array_cache_round_trip_and_a_cut_short_file(tmp_path):
+  """load_tfds keeps the prepared splits in arrays.npz beside TFDS's files, so a new process
+  (a sweep's Ray worker) skips TensorFlow's reader; a broken cache is read around, not trusted."""
+  rng = np.random.default_rng(0)
+  ds = data.Dataset("toy", rng.integers(0, 255, (6, 4, 4, 1), dtype=np.uint8),
+                    np.arange(6, dtype=np.int32), rng.integers(0, 255, (2, 4, 4, 1), dtype=np.uint8),
+                    np.array([1, 0], np.int32), num_classes=7)
+  data._write_cache(str(tmp_path), ds)
+  back = data._read_cache(str(tmp_path), "toy")
+  for field in ("train_images", "train_labels", "test_images", "test_labels"):
+    np.testing.assert_array_equal(getattr(back, field), getattr(ds, field))
+    assert getattr(back, field).dtype == getattr(ds, field).dtype
+  assert back.num_classes == 7 and back.name == "toy"
+  path = tmp_path / data.CACHE_FILE
+  path.write_bytes(path.read_bytes()[:100])
+  assert data._read_cache(str(tmp_path), "toy") is None
+  assert data._read_cache(str(tmp_path / "absent"), "toy") is None
