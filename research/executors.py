@@ -159,15 +159,17 @@ def remote_run(run, runs_dir: str, root: str, pin_cpus: int) -> dict:
   share a CPU box, and the run's output in WORKDIR/train.log."""
   if root and os.path.isdir(root) and root not in sys.path:
     sys.path.insert(0, root)  # `configs` is not an installed package
+  import ray
+  node = ray.get_runtime_context().get_node_id()
   workdir = os.path.join(runs_dir, run.name)
   os.makedirs(workdir, exist_ok=True)
   with _cpu_slot(pin_cpus) as cores, _log_to(os.path.join(workdir, "train.log")) as log:
     log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {run.name}: pid {os.getpid()} on "
-              f"{socket.gethostname()}, cores {cores if cores else 'all'}\n")
+              f"{socket.gethostname()}, ray node {node}, cores {cores if cores else 'all'}\n")
     outcome = run_one(run, runs_dir)
     if outcome["status"] == "failed":
       log.write(f"error: {outcome['error']}\n")
-  return outcome
+  return {**outcome, "node": node, "cores": cores}
 
 
 # --- in the driver ----------------------------------------------------------------------------

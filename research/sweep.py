@@ -157,18 +157,19 @@ def main(argv=None):
   if argv is not None:
     parse_flags(argv)
     return study_main(_generic)
-  app.run(lambda args: _check_no_args(args) or study_main(_generic), flags_parser=_parse)
-
-
-def _check_no_args(argv):
-  if len(argv) > 1:
-    print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-    sys.exit(2)
+  run_script(_generic)
 
 
 def run_script(body) -> None:
-  """A study script's `__main__`: absl flag parsing, then study_main(body)."""
-  app.run(lambda args: _check_no_args(args) or study_main(body), flags_parser=_parse)
+  """A `__main__`: absl flag parsing, then study_main(body); exit status 0 when it returns."""
+
+  def main_(argv):
+    if len(argv) > 1:
+      print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+      sys.exit(2)
+    study_main(body)
+
+  app.run(main_, flags_parser=_parse)
 
 
 if __name__ == "__main__":
