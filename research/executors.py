@@ -354,7 +354,8 @@ class RayExecutor:
     task = ray.remote(max_calls=options.pop("max_calls"))(remote_run).options(**options)
     pending, inflight = list(runs), {}
     slots, checked = self.slots(options), time.time()
-    self.log(f"ray: {len(self._nodes())} node(s), {slots} run(s) at a time, per run "
+    self.log(f"ray: {len(self._nodes())} node(s) (connected in {self.start_seconds:.1f}s), "
+             f"{slots} run(s) at a time, per run "
              f"{options['num_cpus']:g} CPU, {options['num_gpus']:g} GPU"
              + (f", {options['resources']}" if options["resources"] else ""))
     try:

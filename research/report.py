@@ -7,7 +7,7 @@ import numpy as np
 
 RESULT_COLUMNS = ("study", "model", "condition", "seed", "status", "test_accuracy", "test_loss",
                   "train_accuracy", "train_loss", "steps", "num_params", "train_seconds",
-                  "dataset", "error", "workdir")
+                  "run_seconds", "dataset", "error", "workdir")
 
 
 def result_row(study: str, run, results: dict, workdir: str, condition: str | None = None,

@@ -106,7 +106,8 @@ def run_study(study: str, default_sweep: str | None = None, log=print):
     outcome = outcomes[run.name]
     rows.append(report.result_row(study, run, outcome["results"],
                                   os.path.join(runs_dir, run.name), status=outcome["status"],
-                                  error=outcome.get("error", "")))
+                                  error=outcome.get("error", ""),
+                                  run_seconds=outcome.get("seconds")))
   rows += evals.run_evals(spec, runs, rows, runs_dir, log=log)
   return spec, runs, rows, runs_dir
 

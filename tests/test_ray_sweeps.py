@@ -176,7 +176,7 @@ def test_a_sweep_joins_a_two_node_cluster_by_address(mnist, tmp_path):
           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=300)
     output = open(tmp_path / "driver.log").read()
     assert driver.returncode == 0, output[-3000:]
-    assert "ray: 2 node(s), 2 run(s) at a time, per run 1 CPU, 0 GPU" in output
+    assert re.search(r"ray: 2 node\(s\) .*, 2 run\(s\) at a time, per run 1 CPU, 0 GPU", output)
     headers = [h for name in os.listdir(runs_dir) if (runs_dir / name).is_dir()
                for h in _headers(runs_dir / name)]
     assert len(headers) == 4
