@@ -30,15 +30,29 @@ def _short_tempdir(prefix):
   return tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # Ray's AF_UNIX sockets: no long paths
 
 
+def _auth_env():
+  """Ray >= 2.52 token auth with a token of this test's own: nothing is written to ~/.ray."""
+  return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(mnist):
   import ray
   temp = _short_tempdir("dvcray")
-  ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-           object_store_memory=100 * 2**20, _temp_dir=temp)
-  yield ray
-  ray.shutdown()  # this test's cluster only
-  shutil.rmtree(temp, ignore_errors=True)
+  saved = {k: os.environ.get(k) for k in _auth_env()}
+  os.environ.update(_auth_env())
+  try:
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=100 * 2**20, _temp_dir=temp)
+    yield ray
+  finally:
+    ray.shutdown()  # this test's cluster only
+    for k, v in saved.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +108,8 @@ def test_a_run_that_raises_is_reported_failed_and_the_others_finish(
 
 
 def test_a_killed_worker_is_retried_and_the_run_resumes_to_the_same_result(ray_cluster, tmp_path):
-  # A CNN run long enough to be killed mid-way (~150 steps after the first checkpoint).
-  overrides = {"model": "cnn", "num_train_steps": 200, "checkpoint_every_steps": 20}
+  # A run long enough to be killed mid-way: 300 steps, checkpoints every 50.
+  overrides = {"num_train_steps": 300, "checkpoint_every_steps": 50}
   run = grid.expand(grid.load_sweep(SMOKE), overrides, seeds=[0])[0]
   runs_dir = str(tmp_path / "ray")
   workdir = os.path.join(runs_dir, run.name)
@@ -108,7 +122,7 @@ def test_a_killed_worker_is_retried_and_the_run_resumes_to_the_same_result(ray_c
     while killed is None and time.time() < deadline and thread.is_alive():
       logged = metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")) if os.path.exists(
           os.path.join(workdir, "metrics.jsonl")) else []
-      if any(m["step"] >= 40 for m in logged):  # the checkpoint at step 20 is committed
+      if any(m["step"] >= 70 for m in logged):  # the checkpoint at step 50 is committed
         killed = int(re.search(r"pid (\d+)", _headers(workdir)[0]).group(1))
         assert killed != os.getpid()
         os.kill(killed, signal.SIGKILL)
@@ -127,7 +141,7 @@ def test_a_killed_worker_is_retried_and_the_run_resumes_to_the_same_result(ray_c
     assert np.array_equal(a, b)
   steps = [m["step"] for m in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
            if m["split"] == "train"]
-  assert steps == list(range(10, 201, 10))  # no line repeated or out of order after the kill
+  assert steps == list(range(10, 301, 10))  # no line repeated or out of order after the kill
 
 
 def _free_port():
@@ -152,8 +166,7 @@ def test_a_sweep_joins_a_two_node_cluster_by_address(mnist, tmp_path):
   address, and its runs land on both nodes, each pinned to its own core."""
   temp = _short_tempdir("dvcrc")
   port = _free_port()
-  # Ray >= 2.52 token auth: one token for the whole test cluster, none written to ~/.ray.
-  env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+  env = {**os.environ, **_auth_env()}  # one token for the head, the node and the driver
   common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats", "--block"]
   procs = []
   try:

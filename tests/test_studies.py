@@ -94,7 +94,8 @@ def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
   (MLP 600 steps x 3 seeds, CNN 200 steps x 1 seed)."""
   import study_shuffled
   out = str(tmp_path / "study")
-  argv = ["--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/shuffled.py:quick")]
+  argv = ["--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/shuffled.py:quick"),
+          "--executor=inline"]  # the study's claims; Ray itself: tests/test_ray_sweeps.py
   frame, agg = study_shuffled.main(argv)
   acc = {(r["model"], r["condition"]): r["test_accuracy_mean"] for _, r in agg.iterrows()}
   n = {(r["model"], r["condition"]): r["n"] for _, r in agg.iterrows()}
