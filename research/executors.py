@@ -55,6 +55,27 @@ def run_one(run, runs_dir: str) -> dict:
   return {**out, "status": status, "results": results, "seconds": time.time() - t0}
 
 
+def default_compilation_cache() -> str:
+  """A machine-local directory for JAX's persistent compilation cache."""
+  return os.path.join(tempfile.gettempdir(), f"dvc-jax-cache-{os.getuid()}")
+
+
+def use_compilation_cache(path: str) -> None:
+  """Points this process's JAX at a persistent compilation cache in `path` ("" leaves it off).
+
+  Every run of a sweep that shares a model and batch shape compiles the same programs; from the
+  cache the second one loads them instead (a 20-step MLP run: 14-23 s -> 2-5 s on this loaded
+  box). The executable is the one a compile produces, so the numbers are the same.
+  """
+  if not path:
+    return
+  import jax
+  if jax.config.jax_compilation_cache_dir != path:
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 # --- inside a Ray worker ----------------------------------------------------------------------
 
 _ALL_CPUS = None  # the worker's CPUs before any pinning
@@ -111,7 +132,7 @@ def _cpu_slot(num_cpus: int, wait_s: float = 120.0):
     time.sleep(0.5)
 
 
-class _QuietLibraries:
+class QuietLibraries:
   """Keeps orbax's and tensorflow's INFO chatter out of a run's log (warnings pass)."""
 
   def filter(self, record):
@@ -133,7 +154,7 @@ def _log_to(path: str):
   handler = pylogging.StreamHandler(log_file)
   handler.setFormatter(pylogging.Formatter(
       "%(levelname).1s%(asctime)s %(filename)s:%(lineno)d] %(message)s", "%m%d %H:%M:%S"))
-  handler.addFilter(_QuietLibraries())
+  handler.addFilter(QuietLibraries())
   absl_logger = logging.get_absl_logger()
   level, propagate = absl_logger.level, absl_logger.propagate
   absl_logger.addHandler(handler)
@@ -154,7 +175,7 @@ def _log_to(path: str):
     log_file.close()
 
 
-def remote_run(run, runs_dir: str, root: str, pin_cpus: int) -> dict:
+def remote_run(run, runs_dir: str, root: str, pin_cpus: int, compilation_cache: str = "") -> dict:
   """The Ray task: `run_one` with the project root importable, the worker pinned where runs
   share a CPU box, and the run's output in WORKDIR/train.log."""
   if root and os.path.isdir(root) and root not in sys.path:
@@ -166,6 +187,7 @@ def remote_run(run, runs_dir: str, root: str, pin_cpus: int) -> dict:
   with _cpu_slot(pin_cpus) as cores, _log_to(os.path.join(workdir, "train.log")) as log:
     log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {run.name}: pid {os.getpid()} on "
               f"{socket.gethostname()}, ray node {node}, cores {cores if cores else 'all'}\n")
+    use_compilation_cache(compilation_cache)
     outcome = run_one(run, runs_dir)
     if outcome["status"] == "failed":
       log.write(f"error: {outcome['error']}\n")
@@ -255,8 +277,10 @@ def _duration(seconds: float) -> str:
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def run_inline(runs, runs_dir: str, progress: Progress, outcomes: dict) -> None:
+def run_inline(runs, runs_dir: str, progress: Progress, outcomes: dict,
+               compilation_cache: str = "") -> None:
   """Today's behaviour, for debugging: one run after another in this process."""
+  use_compilation_cache(compilation_cache)
   for i, run in enumerate(runs):
     progress.update(running=1, pending=len(runs) - i - 1)
     outcomes[run.name] = run_one(run, runs_dir)
@@ -345,7 +369,8 @@ class RayExecutor:
       total += int(min(fits)) if fits else 1
     return max(total, 1)
 
-  def run(self, runs, runs_dir: str, progress: Progress, outcomes: dict) -> None:
+  def run(self, runs, runs_dir: str, progress: Progress, outcomes: dict,
+          compilation_cache: str = "") -> None:
     """Submits the runs (as many at once as fit), records each outcome as it arrives."""
     import ray
     options = self.task_options()
@@ -364,7 +389,7 @@ class RayExecutor:
           slots, checked = self.slots(options), time.time()
         while pending and len(inflight) < slots:
           run = pending.pop(0)
-          inflight[task.remote(run, runs_dir, ROOT, pin)] = run
+          inflight[task.remote(run, runs_dir, ROOT, pin, compilation_cache)] = run
         progress.update(running=len(inflight), pending=len(pending), slots=slots)
         ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
         for ref in ready:
@@ -384,8 +409,14 @@ class RayExecutor:
 
 
 def run_runs(runs, runs_dir: str, executor: str = "ray", log=print, progress=None,
-             **ray_options) -> dict:
-  """Runs (or reads back) every run; returns {run.name: outcome} (see `run_one`)."""
+             compilation_cache: str | None = None, **ray_options) -> dict:
+  """Runs (or reads back) every run; returns {run.name: outcome} (see `run_one`).
+
+  `compilation_cache`: JAX's persistent compilation cache for the runs (None: a directory
+  local to each machine, "": none).
+  """
+  if compilation_cache is None:
+    compilation_cache = default_compilation_cache()
   os.makedirs(runs_dir, exist_ok=True)
   progress = progress or Progress(len(runs), log)
   outcomes, todo = {}, []
@@ -398,9 +429,9 @@ def run_runs(runs, runs_dir: str, executor: str = "ray", log=print, progress=Non
       todo.append(run)
   progress.update(running=0, pending=len(todo))
   if todo and executor == "inline":
-    run_inline(todo, runs_dir, progress, outcomes)
+    run_inline(todo, runs_dir, progress, outcomes, compilation_cache)
   elif todo:
     with RayExecutor(log=log, **ray_options) as ray_executor:
-      ray_executor.run(todo, runs_dir, progress, outcomes)
+      ray_executor.run(todo, runs_dir, progress, outcomes, compilation_cache)
   progress.close()
   return outcomes

@@ -91,8 +91,10 @@ def failures_table(rows: list[dict]) -> list[str]:
 def sweep_markdown(rows: list[dict], study: str) -> str:
   """The generic sweep report: mean ± std over seeds of the finished runs, then any failures."""
   done = [r for r in rows if r.get("status") != "failed"]
-  lines = [f"Sweep `{study}`: {len(rows)} rows, {len(done)} finished, {len(rows) - len(done)} "
-           f"failed. Command: `{command_line()}`", ""]
+  runs = [r for r in rows if r.get("status") != "eval"]
+  lines = [f"Sweep `{study}`: {len(runs)} runs ({len(runs) - len(failed(rows))} finished, "
+           f"{len(failed(rows))} failed) and {len(rows) - len(runs)} test-time evaluations. "
+           f"Command: `{command_line()}`", ""]
   if done:
     frame = to_frame(done)
     metrics = [m for m in ("test_accuracy", "train_accuracy", "test_loss") if m in frame.columns]

@@ -43,6 +43,8 @@ flags.DEFINE_float("num_gpus", None, "GPUs per run (default: the sweep file's, e
                    "the cluster has GPUs).")
 flags.DEFINE_integer("max_retries", 3, "Ray retries of a run whose worker died (SIGKILL, lost "
                      "node); a run's own error is never retried.")
+flags.DEFINE_string("compilation_cache", "auto", "JAX's persistent compilation cache for the "
+                    "runs: auto (a directory in each machine's temp dir), a path, or '' (none).")
 flags.DEFINE_string("results_md", "", "Also write the table into this markdown file's section "
                     "for the study.")
 
@@ -100,7 +102,9 @@ def run_study(study: str, default_sweep: str | None = None, log=print):
   os.makedirs(output_dir, exist_ok=True)
   log(f"{study}: {len(runs)} runs in {runs_dir} ({FLAGS.executor})")
   options = ray_options(spec) if FLAGS.executor == "ray" else {}
-  outcomes = executors.run_runs(runs, runs_dir, FLAGS.executor, log=log, **options)
+  cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
+  outcomes = executors.run_runs(runs, runs_dir, FLAGS.executor, log=log,
+                                compilation_cache=cache, **options)
   rows = []
   for run in runs:
     outcome = outcomes[run.name]
@@ -165,6 +169,8 @@ def run_script(body) -> None:
   """A `__main__`: absl flag parsing, then study_main(body); exit status 0 when it returns."""
 
   def main_(argv):
+    from absl import logging
+    logging.get_absl_handler().addFilter(executors.QuietLibraries())  # inline runs log here
     if len(argv) > 1:
       print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
       sys.exit(2)

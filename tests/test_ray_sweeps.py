@@ -31,7 +31,7 @@ def _short_tempdir(prefix):
 
 
 def _auth_env():
-  """Ray >= 2.52 token auth with a token of this test's own: nothing is written to ~/.ray."""
+  """Ray >= 2.52 token auth with a token of the test's own for a `ray start` cluster."""
   return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
@@ -39,19 +39,12 @@ def _auth_env():
 def ray_cluster(mnist):
   import ray
   temp = _short_tempdir("dvcray")
-  saved = {k: os.environ.get(k) for k in _auth_env()}
-  os.environ.update(_auth_env())
-  try:
+  try:  # Ray's default token auth, as the sweep's own local instance uses it
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=100 * 2**20, _temp_dir=temp)
     yield ray
   finally:
     ray.shutdown()  # this test's cluster only
-    for k, v in saved.items():
-      if v is None:
-        os.environ.pop(k, None)
-      else:
-        os.environ[k] = v
     shutil.rmtree(temp, ignore_errors=True)
 
 
