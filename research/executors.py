@@ -315,7 +315,13 @@ class RayExecutor:
     if ray.is_initialized():  # a notebook or a test already holds a connection: use it
       pass
     elif self.address:
-      ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+      from research import UserError
+      _check_reachable(self.address)
+      try:
+        ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+      except (ConnectionError, RuntimeError, ValueError) as e:
+        reason = " ".join(str(e).split())[:300]
+        raise UserError(f"cannot join the Ray cluster at {self.address}: {reason}") from None
       self._connected = True
     else:
       cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -352,6 +358,12 @@ class RayExecutor:
     if num_cpus > max_cpu:
       raise UserError(f"a run asks for {num_cpus:g} CPUs but the largest Ray node has "
                       f"{max_cpu:g}")
+    wanted = {"GPU": num_gpus, **resources}
+    for name, amount in wanted.items():  # else Ray would wait for such a node forever
+      most = max((n.get(name, 0) for n in nodes), default=0)
+      if amount and amount > most:
+        raise UserError(f"a run asks for {amount:g} {name} but no Ray node has that many "
+                        f"(most: {most:g}); set --num_gpus=0 or the sweep file's resources")
     return {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
             "max_retries": self.max_retries, "retry_exceptions": False,
             # A JAX process keeps the devices it started on: fresh workers for accelerators.
@@ -406,6 +418,22 @@ class RayExecutor:
       for ref in inflight:
         ray.cancel(ref, force=True)  # checkpoints are committed atomically: they stay intact
       raise
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+  """A HOST:PORT (or ray://HOST:PORT) nobody listens on: one error line now, not ray.init's
+  minutes of retries."""
+  from research import UserError
+  hostport = address.split("://", 1)[-1]
+  host, _, port = hostport.rpartition(":")
+  if address == "auto" or not host or not port.isdigit():
+    return
+  try:
+    socket.create_connection((host, int(port)), timeout=timeout_s).close()
+  except OSError as e:
+    raise UserError(f"cannot join the Ray cluster at {address}: nothing answers there "
+                    f"({e.strerror or e}); start one with `ray start --head` or check "
+                    "--ray_address") from None
 
 
 def run_runs(runs, runs_dir: str, executor: str = "ray", log=print, progress=None,

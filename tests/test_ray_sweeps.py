@@ -100,6 +100,16 @@ def test_a_run_that_raises_is_reported_failed_and_the_others_finish(
     assert os.path.basename(workdir) in err
 
 
+def test_resources_no_node_has_are_refused(ray_cluster):
+  from research import UserError
+  options = executors.RayExecutor().task_options()  # the defaults on this 2-CPU node
+  assert (options["num_cpus"], options["num_gpus"], options["max_calls"]) == (2, 0, 0)
+  with pytest.raises(UserError, match="asks for 1 GPU but no Ray node has that many"):
+    executors.RayExecutor(num_gpus=1).task_options()  # Ray would wait forever
+  with pytest.raises(UserError, match="asks for 3 CPUs but the largest Ray node has 2"):
+    executors.RayExecutor(num_cpus=3).task_options()
+
+
 def test_a_killed_worker_is_retried_and_the_run_resumes_to_the_same_result(ray_cluster, tmp_path):
   # A run long enough to be killed mid-way: 300 steps, checkpoints every 50.
   overrides = {"num_train_steps": 300, "checkpoint_every_steps": 50}

@@ -119,3 +119,17 @@ def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
   log = capsys.readouterr().out
   assert log.count(": done ") == 8 and ": trained " not in log
   np.testing.assert_array_equal(frame2["test_accuracy"].to_numpy(), frame["test_accuracy"].to_numpy())
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--set=learning_rat=0.1", "error: --set learning_rat: not a config field of configs.mnist_mlp"),
+    ("--seeds=0,x", "error: --seeds 0,x: expected integers"),
+    ("--ray_address=127.0.0.1:9", "error: cannot join the Ray cluster at 127.0.0.1:9: nothing answers"),
+])
+def test_bad_sweep_input_is_one_error_line(tmp_path, capsys, flag, message):
+  from research import sweep
+  with pytest.raises(SystemExit) as exit_:
+    sweep.main([f"--sweep={ROOT}/configs/sweeps/smoke.py", f"--runs_dir={tmp_path}", flag])
+  assert exit_.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
+  assert not any(p.is_dir() for p in tmp_path.iterdir())  # nothing ran
