@@ -23,6 +23,9 @@ setup(
         "matplotlib>=3.8",
         "pandas>=2.0",  # the study scripts aggregate results.csv with it
         "scikit-learn>=1.4",  # a real tabular dataset that ships on disk (breast cancer)
+        # The sweep executor (research/sweep.py --executor=ray, the default): local cluster,
+        # `ray start` clusters and ray:// clients (the [default] extra brings the client's grpc).
+        "ray[default]>=2.60,<3",
     ],
     extras_require={
         # xdist: scripts/test.sh runs the test files on two workers (most tests wait on

@@ -21,6 +21,28 @@ class MetricWriter:
       self._tb = EventFile(os.path.join(self.workdir, "tensorboard"))
     return self._tb
 
+  def drop_after(self, step: int, redo_final: bool = False) -> None:
+    """Removes metrics.jsonl lines past `step` (and its test line when `redo_final`): a run
+    resumed from the checkpoint at `step` writes them again, so none is repeated or out of order."""
+    if not self.enabled:
+      return
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    with open(path) as f:
+      lines = [line for line in f if line.strip()]
+    keep = []
+    for line in lines:
+      try:
+        record = json.loads(line)
+      except ValueError:  # a line cut short by a kill
+        continue
+      if record["step"] < step or (record["step"] == step and not (
+          redo_final and record.get("split") == "test")):
+        keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) != len(lines):
+      self._jsonl.close()
+      _atomic_write(path, "".join(keep).rstrip("\n"))
+      self._jsonl = open(path, "a")
+
   def write_config(self, config) -> None:
     if self.enabled:
       _atomic_write(os.path.join(self.workdir, "config.json"), config.to_json_best_effort(indent=2))

@@ -310,11 +310,15 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
     logging.info("resumed from the checkpoint at step %d in %s", start, ckpt.directory)
   state = runner.put_replicated(host_state)
   step = int(host_state.step)
+  # A run killed after its last checkpoint logged steps it will now redo: drop them, and carry
+  # on the training time it had spent up to the checkpoint.
+  writer.drop_after(step, redo_final=step == total)
+  seconds = _seconds_at(workdir, step)
 
   logging.info("model %s (%d params) on %s: %d steps of batch %d (%d/epoch), %s over %d devices",
                config.model, exp.num_params, config.dataset, total, config.batch_size,
                steps_per_epoch, config.parallelism, runner.num_devices)
-  seconds, window = 0.0, []
+  window = []
   # Rates (and the ETA) count from the end of the first call, which includes compilation.
   t_log, steps_at_log, compiled, start_step = time.time(), step, False, step
   profile = _Profile(config.profile_steps, os.path.join(workdir, "tensorboard"),
@@ -368,6 +372,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       if step % config.checkpoint_every_steps == 0 or step == total or stop:
         with bounded(f"saving the checkpoint at step {step}"):
           ckpt.save(step, runner.get(state))
+        _record_seconds(writer, workdir, step, seconds)
       if stop and step < total:
         profile.stop()
         with bounded(f"committing the checkpoint at step {step}"):
@@ -444,6 +449,31 @@ def load_model(workdir: str, step: int | None = None):
   if state is None:
     raise UserError(f"no checkpoints in {workdir}")
   return model, state.params, config
+
+
+SECONDS_FILE = "train_seconds.json"  # {step: training seconds up to it}, one per checkpoint
+
+
+def _seconds_at(workdir: str, step: int) -> float:
+  """The training seconds spent up to the checkpoint at `step` (0 for a fresh run)."""
+  try:
+    with open(os.path.join(workdir, SECONDS_FILE)) as f:
+      return float(json.load(f).get(str(step), 0.0))
+  except (OSError, ValueError):
+    return 0.0
+
+
+def _record_seconds(writer, workdir: str, step: int, seconds: float, keep: int = 8) -> None:
+  """Adds `step`'s training seconds to SECONDS_FILE (the newest `keep` checkpoints' steps)."""
+  path = os.path.join(workdir, SECONDS_FILE)
+  try:
+    with open(path) as f:
+      table = json.load(f)
+  except (OSError, ValueError):
+    table = {}
+  table[str(step)] = seconds
+  newest = sorted(table, key=int)[-keep:]
+  writer.write_json(SECONDS_FILE, {k: table[k] for k in newest})
 
 
 def _check_finite(metrics, first_step):

@@ -9,12 +9,11 @@ Both train the seed CNN and the seed MLP on the same uint8 arrays (TFDS), batch 
   compile s     first epoch's extra time over a steady epoch (tracing + XLA compilation)
   to target     training seconds until the test accuracy first reaches 99.0% (CNN) / 97.5% (MLP)
   peak RSS      the subprocess's maximum resident memory
-and the ratios project/Keras; the roofline of the project's train step (XLA's FLOP count over
-this machine's measured matmul rate: the images/s no implementation of the same math can pass);
-and K seeds trained by one vmapped program against K sequential runs, with and without the
-first (compiling) call of each program. A benchmark prints numbers; it asserts nothing.
+and the ratios project/Keras; and the roofline of the project's train step (XLA's FLOP count
+over this machine's measured matmul rate: the images/s no implementation of the same math can
+pass). A benchmark prints numbers; it asserts nothing. Sweeps, inline vs Ray:
+scripts/benchmark_sweep.py.
 """
-import argparse
 import json
 import os
 import resource
@@ -22,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -91,24 +92,6 @@ def run_keras(model, epochs):
   return _summary(epoch_seconds, accuracies, model)
 
 
-def run_seeds(model, k, steps):
-  from configs import mnist_cnn, mnist_mlp
-  from research import multiseed
-  c = (mnist_cnn if model == "cnn" else mnist_mlp).get_config()
-  c.num_train_steps, c.lr_schedule = steps, "constant"
-  together = multiseed.train_seeds(c, list(range(k)))[0]
-  sequential = [multiseed.train_seeds(c, [s])[0] for s in range(k)]
-  seq_s = sum(r["train_seconds"] for r in sequential)
-  seq_steady_s = sum(r["steady_seconds"] for r in sequential)
-  return {"k": k, "steps": steps, "vmapped_s": together["train_seconds"], "sequential_s": seq_s,
-          "vmapped_images_per_s": k * steps * c.batch_size / together["train_seconds"],
-          "sequential_images_per_s": k * steps * c.batch_size / seq_s,
-          # without the first call of each program (compilation), as images/s above
-          "vmapped_steady_images_per_s": k * together["steady_steps"] * c.batch_size / together["steady_seconds"],
-          "sequential_steady_images_per_s": (sum(r["steady_steps"] for r in sequential) * c.batch_size
-                                             / seq_steady_s)}
-
-
 def run_roofline(model):
   """The project's compiled train step: XLA's FLOP count, and the fastest it could run here.
 
@@ -149,16 +132,14 @@ def _worker(args):
     out = run_project(args.model, args.epochs)
   elif args.worker == "keras":
     out = run_keras(args.model, args.epochs)
-  elif args.worker == "roofline":
-    out = run_roofline(args.model)
   else:
-    out = run_seeds(args.model, args.k, args.seed_steps)
+    out = run_roofline(args.model)
   print("RESULT " + json.dumps(out), flush=True)
 
 
 def _spawn(worker, model, args):
   cmd = [sys.executable, os.path.abspath(__file__), f"--worker={worker}", f"--model={model}",
-         f"--epochs={args.epochs}", f"--k={args.k}", f"--seed_steps={args.seed_steps}"]
+         f"--epochs={args.epochs}"]
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   if proc.returncode or not lines:
@@ -170,30 +151,30 @@ def _fmt(x, spec):
   return "not reached" if x is None else format(x, spec) + " s"
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--epochs", type=int, default=10)
-  p.add_argument("--models", default="cnn,mlp")
-  p.add_argument("--k", type=int, default=8, help="seeds trained at once by the vmapped program")
-  p.add_argument("--seed_steps", type=int, default=200, help="train steps per seed in the K-seed test")
-  p.add_argument("--output_dir", default="runs/benchmark")
-  p.add_argument("--worker", choices=["project", "keras", "seeds", "roofline"], help=argparse.SUPPRESS)
-  p.add_argument("--model", default="cnn", help=argparse.SUPPRESS)
-  args = p.parse_args()
-  if args.epochs < 2 or args.k < 1:
-    sys.exit("error: --epochs must be >= 2 (the first epoch holds compilation) and --k >= 1")
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("epochs", 10, "Epochs per framework and model (>= 2: the first compiles).")
+flags.DEFINE_list("models", ["cnn", "mlp"], "Seed models to compare.")
+flags.DEFINE_string("output_dir", "runs/benchmark", "benchmark.md and benchmark.json.")
+flags.DEFINE_enum("worker", None, ["project", "keras", "roofline"], "Internal: one measurement.")
+flags.DEFINE_string("model", "cnn", "Internal: the worker's model.")
+
+
+def main(argv):
+  del argv
+  args = FLAGS
+  if args.epochs < 2:
+    sys.exit("error: --epochs must be >= 2 (the first epoch holds compilation)")
   if args.worker:
     return _worker(args)
   import jax
   os.makedirs(args.output_dir, exist_ok=True)
   rows, report = [], {"epochs": args.epochs, "jax": jax.__version__, "device": str(jax.devices()[0]),
                       "cpu_count": os.cpu_count()}
-  lines = [f"Benchmark: `python scripts/benchmark.py --epochs={args.epochs} --k={args.k} "
-           f"--seed_steps={args.seed_steps}` (jax {jax.__version__}, {jax.devices()[0].platform}, "
+  lines = [f"Benchmark: `python scripts/benchmark.py --epochs={args.epochs}` (jax {jax.__version__}, {jax.devices()[0].platform}, "
            f"{os.cpu_count()} CPUs), real MNIST, batch 128, Adam 1e-3.", "",
            "| model | framework | images/s | compile s | time to target | final test acc | peak RSS MB |",
            "|---|---|---|---|---|---|---|"]
-  for model in args.models.split(","):
+  for model in args.models:
     res = {fw: _spawn(fw, model, args) for fw in ("project", "keras")}
     report[model] = res
     for fw, r in res.items():
@@ -207,21 +188,13 @@ def main():
   lines += ["", "| model | images/s project/Keras | time to target project/Keras |", "|---|---|---|"] + rows
   lines += ["", "| model | train step GFLOP (XLA) | matmul GFLOP/s here | ceiling images/s | "
             "project images/s / ceiling | ceiling / Keras images/s |", "|---|---|---|---|---|---|"]
-  for model in args.models.split(","):
+  for model in args.models:
     r = _spawn("roofline", model, args)
     report[f"roofline_{model}"] = r
     ceiling = r["ceiling_images_per_s"]
     lines.append(f"| {model} | {r['step_gflop']:.3f} | {r['matmul_gflop_per_s']:.0f} | {ceiling:,.0f} | "
                  f"{report[model]['project']['images_per_s'] / ceiling:.2f} | "
                  f"{ceiling / report[model]['keras']['images_per_s']:.2f}x |")
-  lines += ["", "| K-seed program | K | steps/seed | vmapped s | sequential s | throughput ratio | "
-            "ratio without compilation |", "|---|---|---|---|---|---|---|"]
-  for model in args.models.split(","):
-    s = _spawn("seeds", model, args)
-    report[f"seeds_{model}"] = s
-    lines.append(f"| {model} | {s['k']} | {s['steps']} | {s['vmapped_s']:.1f} | {s['sequential_s']:.1f} | "
-                 f"{s['vmapped_images_per_s'] / s['sequential_images_per_s']:.2f}x | "
-                 f"{s['vmapped_steady_images_per_s'] / s['sequential_steady_images_per_s']:.2f}x |")
   text = "\n".join(lines)
   print(text)
   with open(os.path.join(args.output_dir, "benchmark.md"), "w") as f:
@@ -231,4 +204,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

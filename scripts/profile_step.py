@@ -8,7 +8,6 @@ XLA:CPU's default convolution kernels (YNNPACK) and with Eigen's (what research/
 picks), 10 steps per call as a rolled loop (lax.scan, what XLA keeps as a while loop) and 10 steps
 unrolled (what research/steps.py compiles). Random uint8 images: timing does not depend on them.
 """
-import argparse
 import os
 import sys
 import time
@@ -19,8 +18,15 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from absl import app, flags  # noqa: E402
+
 from configs import mnist_cnn  # noqa: E402
 from research import models, parallel, steps, train  # noqa: E402
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 128, "Examples per train step.")
+flags.DEFINE_integer("steps", 10, "Train steps per call in the multi-step rows.")
 
 
 def _time(fn, repeats=5):
@@ -33,12 +39,9 @@ def _time(fn, repeats=5):
   return sorted(samples)[len(samples) // 2]
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--batch_size", type=int, default=128)
-  p.add_argument("--steps", type=int, default=10)
-  args = p.parse_args()
-  b, k = args.batch_size, args.steps
+def main(argv):
+  del argv
+  b, k = FLAGS.batch_size, FLAGS.steps
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (k * b, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, k * b).astype(np.int32))
@@ -82,4 +85,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

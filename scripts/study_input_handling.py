@@ -7,7 +7,6 @@ first conv layer (of a trained CNN workdir given by --cnn_workdir, else a freshl
 
   TFDS_DATA_DIR=.tfds python scripts/study_input_handling.py --output_dir runs/study_input
 """
-import argparse
 import os
 import sys
 
@@ -19,7 +18,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from research import sweep, transforms  # noqa: E402
+from absl import flags  # noqa: E402
+
+from research import UserError, report, sweep, transforms  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("cnn_workdir", "", "A trained CNN run for the feature maps.")
+flags.DEFINE_integer("index", 0, "Which test digit.")
 
 
 def digit(index: int):
@@ -35,14 +40,19 @@ def digit(index: int):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--output_dir", required=True)
-  parser.add_argument("--cnn_workdir", default="", help="a trained CNN run for the feature maps")
-  parser.add_argument("--index", type=int, default=0, help="which test digit")
-  parser.add_argument("--results_md", default="")
-  args = parser.parse_args(argv)
-  os.makedirs(args.output_dir, exist_ok=True)
-  img, label, source = digit(args.index)
+  """The study with absl flags (--output_dir, --results_md, --cnn_workdir, --index); from
+  Python, main(["--output_dir=...", ...])."""
+  if argv is not None:
+    sweep.parse_flags(argv)
+  return sweep.study_main(_study)
+
+
+def _study():
+  if not FLAGS.output_dir:
+    raise UserError("give --output_dir")
+  output_dir = FLAGS.output_dir
+  os.makedirs(output_dir, exist_ok=True)
+  img, label, source = digit(FLAGS.index)
   x = jnp.asarray(img, jnp.float32)[None] / 255.0
 
   flat = x.reshape(1, -1)
@@ -65,14 +75,14 @@ def main(argv=None):
 
   maps_source = "freshly initialized Conv(32, 3x3)"
   maps = np.asarray(nn.relu(conv_out))[0]
-  if args.cnn_workdir:
+  if FLAGS.cnn_workdir:
     from research import train
-    model, params, _ = train.load_model(args.cnn_workdir)
+    model, params, _ = train.load_model(FLAGS.cnn_workdir)
     _, state = model.apply({"params": params}, x, capture_intermediates=True)
     maps = np.asarray(nn.relu(state["intermediates"]["Conv_0"]["__call__"][0]))[0]
-    maps_source = f"first conv layer of the trained CNN in {os.path.basename(args.cnn_workdir)}"
+    maps_source = f"first conv layer of the trained CNN in {os.path.basename(FLAGS.cnn_workdir)}"
 
-  plt = sweep.setup_matplotlib()
+  plt = report.setup_matplotlib()
   fig = plt.figure(figsize=(12, 5.5))
   grid = fig.add_gridspec(3, 8)
   ax = fig.add_subplot(grid[0:2, 0:2])
@@ -95,9 +105,9 @@ def main(argv=None):
   ax.set_title("what Dense receives: one flat vector of 784 values (no notion of neighbours)",
                fontsize=8)
   fig.suptitle(f"Input handling. Feature maps: {maps_source}", fontsize=9)
-  sweep.save_figure(fig, os.path.join(args.output_dir, "input_handling.png"))
+  report.save_figure(fig, os.path.join(output_dir, "input_handling.png"))
 
-  lines = [f"Command: `{sweep.command_line()}`", "",
+  lines = [f"Command: `{report.command_line()}`", "",
            "| tensor | seed says | measured (Flax) |", "|---|---|---|"]
   lines += [f"| {a} | {b} | {c} |" for a, b, c in shapes]
   lines += ["", "Output shape of every layer with parameters:", "",
@@ -105,11 +115,11 @@ def main(argv=None):
   lines += [f"| {r['model']} | {r['layer']} | {r['kernel_shape']} | {r['output_shape']} |"
             for r in layer_rows]
   lines += ["", "![input handling](input_handling.png)"]
-  sweep.publish(args, "input_handling", lines,
+  report.publish(output_dir, FLAGS.results_md, "input_handling", lines,
                 [{"study": "input_handling", "tensor": a, "seed": b, "measured": c}
                  for a, b, c in shapes])
   return shapes
 
 
 if __name__ == "__main__":
-  main()
+  sweep.run_script(_study)

@@ -5,7 +5,6 @@ Writes results.csv (one row per layer), results.md and params.png into --output_
 
   python scripts/study_params.py --output_dir runs/study_params [--image_shape 32,32,3]
 """
-import argparse
 import os
 import sys
 
@@ -15,7 +14,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from research import equivalence, models, sweep  # noqa: E402
+from absl import flags  # noqa: E402
+
+from research import UserError, equivalence, models, report, sweep  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("image_shape", "28,28,1", "H,W,C of the input (32,32,3 for CIFAR-10).")
 
 MODEL_CONFIGS = {"mlp": "configs.mnist_mlp", "cnn": "configs.mnist_cnn", "lcn": "configs.mnist_cnn"}
 
@@ -46,13 +50,22 @@ def layer_table(model, image_shape) -> list[dict]:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--output_dir", required=True)
-  parser.add_argument("--image_shape", default="28,28,1", help="H,W,C (32,32,3 for CIFAR-10)")
-  parser.add_argument("--results_md", default="")
-  args = parser.parse_args(argv)
-  shape = tuple(int(s) for s in args.image_shape.split(","))
-  h, w, c = shape
+  """The study with absl flags (--output_dir, --results_md, --image_shape); from Python,
+  main(["--output_dir=...", ...])."""
+  if argv is not None:
+    sweep.parse_flags(argv)
+  return sweep.study_main(_study)
+
+
+def _study():
+  if not FLAGS.output_dir:
+    raise UserError("give --output_dir")
+  output_dir = FLAGS.output_dir
+  try:
+    shape = tuple(int(s) for s in FLAGS.image_shape.split(","))
+    h, w, c = shape
+  except ValueError:
+    raise UserError(f"--image_shape {FLAGS.image_shape}: expected H,W,C like 28,28,1") from None
   rows = []
   for name in MODEL_CONFIGS:
     model = build(name, shape)
@@ -81,11 +94,11 @@ def main(argv=None):
       (f"Dense(128) as an exact Conv2D (dense_to_conv, kernel {h}x{w})", f"{h}x{w}x{c}", "1x1x128",
        f"{n_dense_as_conv:,}"),
   ]
-  frame = sweep.to_frame([{"study": "params", **r} for r in rows])
-  os.makedirs(args.output_dir, exist_ok=True)
-  frame.to_csv(os.path.join(args.output_dir, "results.csv"), index=False)
+  frame = report.to_frame([{"study": "params", **r} for r in rows])
+  os.makedirs(output_dir, exist_ok=True)
+  frame.to_csv(os.path.join(output_dir, "results.csv"), index=False)
 
-  plt = sweep.setup_matplotlib()
+  plt = report.setup_matplotlib()
   fig, ax = plt.subplots(figsize=(8, 0.35 * (len(rows) + 4) + 1))
   labels = [f"{r['model']}: {r['layer']} ({r['kernel_shape']})" for r in rows]
   values = [r["params"] for r in rows]
@@ -100,9 +113,9 @@ def main(argv=None):
   for i, v in enumerate(values):
     ax.text(v, i, f" {v:,}", va="center", fontsize=7)
   ax.set_title(f"Parameters per layer, input {h}x{w}x{c}")
-  sweep.save_figure(fig, os.path.join(args.output_dir, "params.png"))
+  report.save_figure(fig, os.path.join(output_dir, "params.png"))
 
-  lines = [f"Command: `{sweep.command_line()}`", "", f"Input {h}x{w}x{c}, 10 classes.", "",
+  lines = [f"Command: `{report.command_line()}`", "", f"Input {h}x{w}x{c}, 10 classes.", "",
            "| layer | input | output | parameters |", "|---|---|---|---|"]
   lines += [f"| {a} | {b} | {o} | {p} |" for a, b, o, p in seed_rows]
   lines += ["", f"Dense(128) / Conv2D(32, 3x3) = {n_dense / n_conv:.0f}x the parameters, but they "
@@ -115,9 +128,9 @@ def main(argv=None):
   lines += ["", "| model | total parameters |", "|---|---|"]
   lines += [f"| {m} | {t:,} |" for m, t in total.items()]
   lines += ["", "![parameters](params.png)"]
-  sweep.publish(args, "params", lines)
+  report.publish(output_dir, FLAGS.results_md, "params", lines)
   return rows, total
 
 
 if __name__ == "__main__":
-  main()
+  sweep.run_script(_study)

@@ -7,13 +7,16 @@ rethinking.png and curves.csv into --output_dir.
 
   TFDS_DATA_DIR=.tfds python scripts/study_rethinking.py --output_dir runs/study_rethinking
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from research import sweep  # noqa: E402
+from absl import flags  # noqa: E402
+
+from research import report, sweep  # noqa: E402
+
+FLAGS = flags.FLAGS
 
 
 def curves(rows):
@@ -21,7 +24,7 @@ def curves(rows):
   import pandas as pd
   out = []
   for r in rows:
-    for line in sweep.read_metrics(r["workdir"], "train"):
+    for line in report.read_metrics(r["workdir"], "train"):
       out.append({"model": r["model"], "condition": r["condition"], "seed": r["seed"],
                   "step": line["step"], "loss": line["loss"], "accuracy": line["accuracy"]})
   return pd.DataFrame(out)
@@ -40,7 +43,7 @@ def checks(agg):
 
 
 def plot(curve_frame, path):
-  plt = sweep.setup_matplotlib()
+  plt = report.setup_matplotlib()
   models = list(dict.fromkeys(curve_frame["model"]))
   fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 7), squeeze=False)
   for j, model in enumerate(models):
@@ -57,33 +60,40 @@ def plot(curve_frame, path):
     axes[1, j].set_title(f"{model.upper()}: training accuracy (batches, %)")
     axes[1, j].set_xlabel("thousands of steps")
     axes[0, j].legend(fontsize=8)
-  sweep.save_figure(fig, path)
+  report.save_figure(fig, path)
 
 
 def main(argv=None):
-  parser = sweep.add_common_flags(argparse.ArgumentParser(description=__doc__),
-                                  "configs/sweeps/rethinking.py")
-  args = parser.parse_args(argv)
-  spec, _, rows, _ = sweep.run_study(args, "rethinking")
-  frame = sweep.to_frame(rows)
-  agg = sweep.aggregate(frame, metrics=("train_accuracy", "train_loss", "test_accuracy"))
+  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  if argv is not None:
+    sweep.parse_flags(argv)
+  return sweep.study_main(_study)
+
+
+def _study():
+  output_dir = sweep.dirs()[1]
+  spec, _, rows, _ = sweep.run_study(
+      "rethinking", os.path.join(sweep.ROOT, "configs/sweeps/rethinking.py"))
+  sweep.exit_if_failed(rows, output_dir, "rethinking")
+  frame = report.to_frame(rows)
+  agg = report.aggregate(frame, metrics=("train_accuracy", "train_loss", "test_accuracy"))
   curve_frame = curves(rows)
-  os.makedirs(args.output_dir, exist_ok=True)
-  curve_frame.to_csv(os.path.join(args.output_dir, "curves.csv"), index=False)
-  plot(curve_frame, os.path.join(args.output_dir, "rethinking.png"))
+  os.makedirs(output_dir, exist_ok=True)
+  curve_frame.to_csv(os.path.join(output_dir, "curves.csv"), index=False)
+  plot(curve_frame, os.path.join(output_dir, "rethinking.png"))
   subsets = {m: o.get("train_subset") for m, o in spec["models"].items() if m in set(frame["model"])}
-  lines = [f"Command: `{sweep.command_line()}`", "",
+  lines = [f"Command: `{report.command_line()}`", "",
            f"Dataset {frame['dataset'].iloc[0]}; training subsets {subsets} examples; seeds per "
            f"model {frame.groupby('model', sort=False)['seed'].nunique().to_dict()}. Train "
            "accuracy/loss: the final params on the whole (corrupted) training subset; test: the "
            "full clean test set (for random labels the test labels are the true ones).", "",
-           sweep.markdown_table(agg, metrics=("train_accuracy", "train_loss", "test_accuracy"),
+           report.markdown_table(agg, metrics=("train_accuracy", "train_loss", "test_accuracy"),
                                 labels={"train_loss": "train loss (nats)"}), ""]
-  lines += sweep.claims_table(checks(agg))
+  lines += report.claims_table(checks(agg))
   lines += ["", "![rethinking generalization](rethinking.png)"]
-  sweep.publish(args, "rethinking", lines, rows)
+  report.publish(output_dir, FLAGS.results_md, "rethinking", lines, rows)
   return frame, agg
 
 
 if __name__ == "__main__":
-  main()
+  sweep.run_script(_study)

@@ -6,13 +6,16 @@ shuffled.png into --output_dir.
 
   TFDS_DATA_DIR=.tfds python scripts/study_shuffled.py --output_dir runs/study_shuffled
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from research import sweep  # noqa: E402
+from absl import flags  # noqa: E402
+
+from research import report, sweep  # noqa: E402
+
+FLAGS = flags.FLAGS
 
 CONDITIONS = ("original", "shuffled (retrained)", "normal -> shuffled test")
 
@@ -41,7 +44,7 @@ def checks(agg) -> list[tuple[str, bool, str]]:
 
 
 def plot(agg, path):
-  plt = sweep.setup_matplotlib()
+  plt = report.setup_matplotlib()
   models = list(dict.fromkeys(agg["model"]))
   fig, ax = plt.subplots(figsize=(7, 4))
   width = 0.8 / len(CONDITIONS)
@@ -55,27 +58,34 @@ def plot(agg, path):
   ax.set_ylim(0, 100)
   ax.set_title(f"Shuffled pixels on {agg.attrs.get('dataset', 'MNIST')} (mean ± std over seeds)")
   ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=8)
-  sweep.save_figure(fig, path)
+  report.save_figure(fig, path)
 
 
 def main(argv=None):
-  parser = sweep.add_common_flags(argparse.ArgumentParser(description=__doc__),
-                                  "configs/sweeps/shuffled.py")
-  args = parser.parse_args(argv)
-  _, runs, rows, _ = sweep.run_study(args, "shuffled")
-  frame = sweep.to_frame(rows)
-  agg = sweep.aggregate(frame)
+  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  if argv is not None:
+    sweep.parse_flags(argv)
+  return sweep.study_main(_study)
+
+
+def _study():
+  output_dir = sweep.dirs()[1]
+  _, runs, rows, _ = sweep.run_study(
+      "shuffled", os.path.join(sweep.ROOT, "configs/sweeps/shuffled.py"))
+  sweep.exit_if_failed(rows, output_dir, "shuffled")
+  frame = report.to_frame(rows)
+  agg = report.aggregate(frame)
   agg.attrs["dataset"] = str(frame["dataset"].iloc[0])
-  plot(agg, os.path.join(args.output_dir, "shuffled.png"))
-  lines = [f"Command: `{sweep.command_line()}`", "",
+  plot(agg, os.path.join(output_dir, "shuffled.png"))
+  lines = [f"Command: `{report.command_line()}`", "",
            f"Dataset {agg.attrs['dataset']}, seeds {sorted(set(frame['seed']))}; "
            "one fixed pixel permutation (permutation_seed 0). 'normal -> shuffled test' scores "
            "the params of the 'original' runs on permuted test images (no retraining).", "",
-           sweep.markdown_table(agg), ""] + sweep.claims_table(checks(agg))
+           report.markdown_table(agg), ""] + report.claims_table(checks(agg))
   lines += ["", "![shuffled pixels](shuffled.png)"]
-  sweep.publish(args, "shuffled", lines, rows)
+  report.publish(output_dir, FLAGS.results_md, "shuffled", lines, rows)
   return frame, agg
 
 
 if __name__ == "__main__":
-  main()
+  sweep.run_script(_study)

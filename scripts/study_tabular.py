@@ -5,17 +5,20 @@ results.md and tabular.png into --output_dir.
 
   python scripts/study_tabular.py --output_dir runs/study_tabular
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from research import sweep  # noqa: E402
+from absl import flags  # noqa: E402
+
+from research import report, sweep  # noqa: E402
+
+FLAGS = flags.FLAGS
 
 
 def plot(agg, path):
-  plt = sweep.setup_matplotlib()
+  plt = report.setup_matplotlib()
   fig, ax = plt.subplots(figsize=(6, 3.5))
   labels = [f"{m}\n{c}" for m, c in zip(agg["model"], agg["condition"])]
   ax.bar(range(len(agg)), 100 * agg["test_accuracy_mean"], yerr=100 * agg["test_accuracy_std"],
@@ -25,28 +28,35 @@ def plot(agg, path):
   ax.set_ylim(low, 100)
   ax.set_ylabel("test accuracy (%)")
   ax.set_title("Breast cancer (30 features): Dense vs 1-D conv")
-  sweep.save_figure(fig, path)
+  report.save_figure(fig, path)
 
 
 def main(argv=None):
-  parser = sweep.add_common_flags(argparse.ArgumentParser(description=__doc__),
-                                  "configs/sweeps/tabular.py")
-  args = parser.parse_args(argv)
-  _, _, rows, _ = sweep.run_study(args, "tabular")
-  frame = sweep.to_frame(rows)
-  agg = sweep.aggregate(frame)
-  plot(agg, os.path.join(args.output_dir, "tabular.png"))
+  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  if argv is not None:
+    sweep.parse_flags(argv)
+  return sweep.study_main(_study)
+
+
+def _study():
+  output_dir = sweep.dirs()[1]
+  _, _, rows, _ = sweep.run_study(
+      "tabular", os.path.join(sweep.ROOT, "configs/sweeps/tabular.py"))
+  sweep.exit_if_failed(rows, output_dir, "tabular")
+  frame = report.to_frame(rows)
+  agg = report.aggregate(frame)
+  plot(agg, os.path.join(output_dir, "tabular.png"))
   from research import data
   ds = data.load_breast_cancer()
-  lines = [f"Command: `{sweep.command_line()}`", "",
+  lines = [f"Command: `{report.command_line()}`", "",
            f"sklearn breast cancer: {len(ds.train_labels)} train / {len(ds.test_labels)} test "
            f"examples (fixed stratified split), 30 standardized features; seeds "
            f"{sorted(set(frame['seed']))}. The test split is small: one example is "
-           f"{100 / len(ds.test_labels):.2f} pp.", "", sweep.markdown_table(agg), "",
+           f"{100 / len(ds.test_labels):.2f} pp.", "", report.markdown_table(agg), "",
            "![tabular](tabular.png)"]
-  sweep.publish(args, "tabular", lines, rows)
+  report.publish(output_dir, FLAGS.results_md, "tabular", lines, rows)
   return frame, agg
 
 
 if __name__ == "__main__":
-  main()
+  sweep.run_script(_study)

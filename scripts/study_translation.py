@@ -7,7 +7,6 @@ results.csv, results.md and translation.png into --output_dir.
 
   TFDS_DATA_DIR=.tfds python scripts/study_translation.py --output_dir runs/study_translation
 """
-import argparse
 import os
 import sys
 
@@ -15,7 +14,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from research import sweep  # noqa: E402
+from absl import flags  # noqa: E402
+
+from research import report, sweep  # noqa: E402
+
+FLAGS = flags.FLAGS
 
 
 def shift_curves(frame):
@@ -58,7 +61,7 @@ def checks(curves):
 
 
 def plot(curves, canvas, path):
-  plt = sweep.setup_matplotlib()
+  plt = report.setup_matplotlib()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
   colors = {"mlp": "tab:blue", "cnn": "tab:orange", "lcn": "tab:green"}
   for (model, cond), g in curves.groupby(["model", "condition"], sort=False):
@@ -78,20 +81,27 @@ def plot(curves, canvas, path):
     axes[1].set_xticks(x, [m.upper() for m in canvas["model"]])
     axes[1].set_ylim(0, 100)
     axes[1].set_title("Translated MNIST, 40x40 canvas")
-  sweep.save_figure(fig, path)
+  report.save_figure(fig, path)
 
 
 def main(argv=None):
-  parser = sweep.add_common_flags(argparse.ArgumentParser(description=__doc__),
-                                  "configs/sweeps/translation.py")
-  args = parser.parse_args(argv)
-  _, _, rows, _ = sweep.run_study(args, "translation")
-  frame = sweep.to_frame(rows)
+  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  if argv is not None:
+    sweep.parse_flags(argv)
+  return sweep.study_main(_study)
+
+
+def _study():
+  output_dir = sweep.dirs()[1]
+  _, _, rows, _ = sweep.run_study(
+      "translation", os.path.join(sweep.ROOT, "configs/sweeps/translation.py"))
+  sweep.exit_if_failed(rows, output_dir, "translation")
+  frame = report.to_frame(rows)
   curves = shift_curves(frame)
   trained = frame[frame["eval"].isna()] if "eval" in frame.columns else frame
-  canvas = sweep.aggregate(trained[trained["condition"].str.startswith("canvas")])
-  plot(curves, canvas, os.path.join(args.output_dir, "translation.png"))
-  lines = [f"Command: `{sweep.command_line()}`", "",
+  canvas = report.aggregate(trained[trained["condition"].str.startswith("canvas")])
+  plot(curves, canvas, os.path.join(output_dir, "translation.png"))
+  lines = [f"Command: `{report.command_line()}`", "",
            f"Dataset {frame['dataset'].iloc[0]}, seeds {sorted(set(frame['seed']))}. Test "
            "accuracy (%) with every test image shifted by k px (zero fill), mean over the "
            "directions of configs/sweeps/translation.py, then mean ± std over seeds. 'augment' runs trained on "
@@ -99,12 +109,12 @@ def main(argv=None):
            "", curve_table(curves), ""]
   if len(canvas):
     lines += ["Translated MNIST: each digit at a random position of a 40x40 canvas (train and "
-              "test).", "", sweep.markdown_table(canvas), ""]
-  lines += sweep.claims_table(checks(curves))
+              "test).", "", report.markdown_table(canvas), ""]
+  lines += report.claims_table(checks(curves))
   lines += ["", "![translation](translation.png)"]
-  sweep.publish(args, "translation", lines, rows)
+  report.publish(output_dir, FLAGS.results_md, "translation", lines, rows)
   return frame, curves
 
 
 if __name__ == "__main__":
-  main()
+  sweep.run_script(_study)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, cli_args, run_cli, tiny_config
-from research import UserError, checkpoint, train
+from research import UserError, checkpoint, metrics, train
 
 STEPS = 60
 FLAGS = [f"--config.num_train_steps={STEPS}", "--config.batch_size=32", "--config.steps_per_call=5",
@@ -66,13 +66,55 @@ def test_killed_at_a_random_step_then_resumed_is_bit_identical(reference, tmp_pa
   else:
     assert code == -signal.SIGKILL
     assert 20 in checkpoint.Checkpointer(str(workdir)).steps(), f"killed after {kill_after}"
+  logged_before = _metric_steps(workdir)
+  seconds_before = json.load(open(workdir / train.SECONDS_FILE))
   resumed = spawn(_cli(workdir), "resumed")
   assert resumed.wait(600) == 0, resumed.tail()
   assert "resumed from the checkpoint at step" in resumed.output(), f"killed after {kill_after}"
-  assert _numbers(json.load(open(workdir / "results.json"))) == _numbers(ref_results)
+  restored = int(resumed.output().split("resumed from the checkpoint at step")[1].split()[0])
+  results = json.load(open(workdir / "results.json"))
+  assert _numbers(results) == _numbers(ref_results)
+  # metrics.jsonl: the reference's lines, once each and in order, though the killed run had
+  # logged steps past its checkpoint (SIGKILL) that the resumed run trained again.
+  if sig == signal.SIGKILL:
+    assert max(logged_before["train"]) > restored, (logged_before, restored)
+  assert _metric_steps(workdir) == _metric_steps(ref_dir)
+  # train_seconds adds up over both parts: the time before the checkpoint is not forgotten.
+  assert seconds_before[str(restored)] > 0
+  assert results["train_seconds"] > seconds_before[str(restored)]
+  tests = [m for m in metrics.read_jsonl(workdir / "metrics.jsonl") if m["split"] == "test"]
+  assert tests[-1]["train_seconds"] == results["train_seconds"]
   params = train.load_model(str(workdir))[1]
   for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
     assert np.array_equal(a, b)  # bitwise
+
+
+def _metric_steps(workdir):
+  """{split: [step of each metrics.jsonl line of that split, in file order]}."""
+  out = {}
+  for m in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
+    out.setdefault(m["split"], []).append(m["step"])
+  return out
+
+
+def test_resume_drops_metric_lines_past_the_checkpoint(tmp_path):
+  lines = [{"split": "train", "step": s, "loss": 1.0} for s in (10, 20, 30, 40)]
+  lines += [{"split": "test", "step": 20, "accuracy": 0.5}, {"split": "test", "step": 40, "accuracy": 0.6}]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines) + '{"split": "tr')
+  writer = metrics.MetricWriter(str(tmp_path))
+  writer.drop_after(20)  # resumed from the checkpoint at step 20; the cut-short last line goes too
+  writer.write("train", 30, {"loss": 2.0})
+  writer.write("test", 30, {"accuracy": 0.7})
+  writer.close()
+  kept = metrics.read_jsonl(tmp_path / "metrics.jsonl")
+  assert [(m["split"], m["step"]) for m in kept] == [("train", 10), ("train", 20), ("test", 20),
+                                                    ("train", 30), ("test", 30)]
+  assert kept[3]["loss"] == 2.0
+  writer = metrics.MetricWriter(str(tmp_path))
+  writer.drop_after(30, redo_final=True)  # the final evaluation at step 30 will be written again
+  writer.close()
+  kept = metrics.read_jsonl(tmp_path / "metrics.jsonl")
+  assert [(m["split"], m["step"]) for m in kept][-2:] == [("test", 20), ("train", 30)]
 
 
 def _tree_digest(path):

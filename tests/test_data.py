@@ -91,3 +91,19 @@ def test_one_process_prepares_while_the_others_wait(tmp_path):
   finally:
     holder.kill()
     holder.wait(timeout=30)
+
+
+def test_a_cut_short_array_cache_is_read_around_and_rewritten(mnist, tmp_path):
+  # A process killed while another wrote the cache cannot leave a half file (it is written
+  # aside and renamed), but a damaged disk can: the cache is then ignored, not trusted.
+  import shutil
+  import tensorflow_datasets as tfds
+  version_dir = tfds.builder("mnist", data_dir=data._data_dir("")).data_dir
+  copy = tmp_path / "mnist" / os.path.basename(version_dir)
+  shutil.copytree(version_dir, copy)
+  cache = copy / data.CACHE_FILE
+  cache.write_bytes(cache.read_bytes()[:100])
+  again = data.load_tfds.__wrapped__("mnist", str(tmp_path))
+  np.testing.assert_array_equal(again.test_images, mnist.test_images)
+  np.testing.assert_array_equal(again.train_labels, mnist.train_labels)
+  assert cache.stat().st_size > 50_000_000  # rewritten whole

@@ -1,4 +1,5 @@
-"""The sweep runner (research/sweep.py) and the shuffled-pixels study on real MNIST."""
+"""Sweeps as data (research/grid.py), reports (research/report.py), the inline runner and the
+shuffled-pixels study on real MNIST. Ray: tests/test_ray_sweeps.py."""
 import json
 import os
 import sys
@@ -7,52 +8,56 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from research import sweep
+from research import executors, grid, report
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 
 def test_grid_helpers_and_run_names():
-  grid = sweep.product(sweep.sweep("model", ["mlp", "cnn"]), sweep.sweep("lr", [1, 2, 3]))
-  assert len(grid) == 6 and grid[0] == {"model": "mlp", "lr": 1} and grid[-1] == {"model": "cnn", "lr": 3}
-  spec = sweep.load_sweep(os.path.join(ROOT, "configs/sweeps/shuffled.py"))
-  runs = sweep.expand(spec)
+  points = grid.product(grid.sweep("model", ["mlp", "cnn"]), grid.sweep("lr", [1, 2, 3]))
+  assert len(points) == 6 and points[0] == {"model": "mlp", "lr": 1}
+  assert points[-1] == {"model": "cnn", "lr": 3}
+  spec = grid.load_sweep(os.path.join(ROOT, "configs/sweeps/shuffled.py"))
+  runs = grid.expand(spec)
   names = [r.name for r in runs]
   assert len(set(names)) == len(names)
-  assert names == [r.name for r in sweep.expand(spec)]  # deterministic
+  assert names == [r.name for r in grid.expand(spec)]  # deterministic
   # Every override is a real config field (a typo in a sweep file fails here, not mid-sweep).
   for run in runs:
     config = run.config()
     assert config.seed == run.seed and config.model == run.model
   # The translation study's 'original' runs are the shuffled study's: shared when runs_dir is.
-  trans = sweep.expand(sweep.load_sweep(os.path.join(ROOT, "configs/sweeps/translation.py")))
+  trans = grid.expand(grid.load_sweep(os.path.join(ROOT, "configs/sweeps/translation.py")))
   shared = {r.name for r in trans} & set(names)
   assert {n.split("-")[0] for n in shared} == {"mlp", "cnn", "lcn"}
   assert all("-original-" in n for n in shared)
   # A --set override changes the run's identity (e.g. CIFAR-10 runs never reuse MNIST ones).
-  cifar = sweep.expand(spec, {"dataset": "cifar10"})
+  cifar = grid.expand(spec, {"dataset": "cifar10"})
   assert not {r.name for r in cifar} & set(names)
   assert cifar[0].config().dataset == "cifar10"
 
 
 def test_unknown_override_is_an_error():
-  spec = sweep.load_sweep(os.path.join(ROOT, "configs/sweeps/tabular.py"))
-  run = sweep.expand(spec, {"learning_rat": 0.1})[0]
+  spec = grid.load_sweep(os.path.join(ROOT, "configs/sweeps/tabular.py"))
+  run = grid.expand(spec, {"learning_rat": 0.1})[0]
   with pytest.raises(KeyError, match="learning_rat"):
     run.config()
 
 
 def test_finished_runs_are_read_back_not_retrained(tmp_path):
-  spec = sweep.load_sweep(os.path.join(ROOT, "configs/sweeps/tabular.py"))
-  run = sweep.expand(spec, seeds=[0])[0]
+  spec = grid.load_sweep(os.path.join(ROOT, "configs/sweeps/tabular.py"))
+  run = grid.expand(spec, seeds=[0])[0]
   workdir = tmp_path / run.name
   workdir.mkdir()
   (workdir / "results.json").write_text(json.dumps(
       {"test_accuracy": 0.5, "steps": 7, "num_params": 3, "dataset": "breast_cancer"}))
   lines = []
-  rows = sweep.run_sweep([run], str(tmp_path), "tabular", log=lines.append)
-  assert rows[0]["test_accuracy"] == 0.5 and rows[0]["steps"] == 7
-  assert "done" in lines[0] and run.name in lines[0]
+  # Ray is never started for a sweep whose runs are all finished.
+  outcomes = executors.run_runs([run], str(tmp_path), "ray", log=lines.append)
+  assert outcomes[run.name]["status"] == "done"
+  assert outcomes[run.name]["results"]["test_accuracy"] == 0.5
+  assert ": done " in lines[0] and run.name in lines[0]
+  assert lines[-1].startswith("runs: 1 done, 0 running, 0 failed, 0 pending of 1")
 
 
 def test_aggregate_and_markdown_are_exact():
@@ -60,13 +65,13 @@ def test_aggregate_and_markdown_are_exact():
            "num_params": 100} for s, acc in enumerate([0.90, 0.92, 0.94])]
   rows.append({"model": "cnn", "condition": "a", "seed": 0, "test_accuracy": 0.5, "steps": 5,
                "num_params": 7})
-  agg = sweep.aggregate(sweep.to_frame(rows))
+  agg = report.aggregate(report.to_frame(rows))
   mlp = agg[agg["model"] == "mlp"].iloc[0]
   assert mlp["test_accuracy_mean"] == pytest.approx(0.92)
   assert mlp["test_accuracy_std"] == pytest.approx(0.02)  # sample std over seeds
   assert mlp["n"] == 3
   assert agg[agg["model"] == "cnn"].iloc[0]["test_accuracy_std"] == 0.0  # one seed
-  table = sweep.markdown_table(agg)
+  table = report.markdown_table(agg)
   assert "| mlp | a | 92.00 ± 2.00 | 3 | 10 | 100 |" in table
   assert list(agg["model"]) == ["mlp", "cnn"]  # first-seen order
 
@@ -75,9 +80,9 @@ def test_markdown_sections_are_replaced(tmp_path):
   path = str(tmp_path / "results.md")
   with open(path, "w") as f:
     f.write("# Results\n\nintro\n")
-  sweep.update_markdown_section(path, "shuffled", "table v1")
-  sweep.update_markdown_section(path, "translation", "table t")
-  sweep.update_markdown_section(path, "shuffled", "table v2")
+  report.update_markdown_section(path, "shuffled", "table v1")
+  report.update_markdown_section(path, "translation", "table t")
+  report.update_markdown_section(path, "shuffled", "table v2")
   text = open(path).read()
   assert text.startswith("# Results\n\nintro\n")
   assert "table v2" in text and "table v1" not in text and "table t" in text
@@ -89,7 +94,8 @@ def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
   (MLP 600 steps x 3 seeds, CNN 200 steps x 1 seed)."""
   import study_shuffled
   out = str(tmp_path / "study")
-  argv = ["--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/shuffled.py:quick")]
+  argv = ["--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/shuffled.py:quick"),
+          "--executor=inline"]  # the study's claims; Ray itself: tests/test_ray_sweeps.py
   frame, agg = study_shuffled.main(argv)
   acc = {(r["model"], r["condition"]): r["test_accuracy_mean"] for _, r in agg.iterrows()}
   n = {(r["model"], r["condition"]): r["n"] for _, r in agg.iterrows()}
@@ -113,3 +119,17 @@ def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
   log = capsys.readouterr().out
   assert log.count(": done ") == 8 and ": trained " not in log
   np.testing.assert_array_equal(frame2["test_accuracy"].to_numpy(), frame["test_accuracy"].to_numpy())
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--set=learning_rat=0.1", "error: --set learning_rat: not a config field of configs.mnist_mlp"),
+    ("--seeds=0,x", "error: --seeds 0,x: expected integers"),
+    ("--ray_address=127.0.0.1:9", "error: cannot join the Ray cluster at 127.0.0.1:9: nothing answers"),
+])
+def test_bad_sweep_input_is_one_error_line(tmp_path, capsys, flag, message):
+  from research import sweep
+  with pytest.raises(SystemExit) as exit_:
+    sweep.main([f"--sweep={ROOT}/configs/sweeps/smoke.py", f"--runs_dir={tmp_path}", flag])
+  assert exit_.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
+  assert not any(p.is_dir() for p in tmp_path.iterdir())  # nothing ran
