@@ -84,6 +84,16 @@ def cli_args(*args, child=False):
   return [sys.executable, "-m", "research.main", *args]
 
 
+def _die_with_parent():
+  """In the child, before exec: SIGKILL when the process that started it dies (Linux's
+  PR_SET_PDEATHSIG), so children outlive no killed pytest run, whose fixtures never tear down."""
+  try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+  except (OSError, AttributeError):  # not Linux: the fixture's kill is all there is
+    pass
+
+
 class Child:
   """A child process with its stdout and stderr in one log file."""
 
@@ -92,7 +102,8 @@ class Child:
     self.log_path = str(log_path)
     with open(self.log_path, "w") as log:
       self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
 
   @property
   def returncode(self):
