@@ -63,6 +63,7 @@ def _headers(workdir):
     return [line for line in f if line.startswith("=== ")]
 
 
+@pytest.mark.slow
 def test_ray_gives_the_rows_inline_gives(ray_cluster, smoke_runs_dir, tmp_path):
   runs = grid.expand(grid.load_sweep(SMOKE))
   assert len(runs) == 4
@@ -78,6 +79,7 @@ def test_ray_gives_the_rows_inline_gives(ray_cluster, smoke_runs_dir, tmp_path):
   assert lines[-1] == "runs: 4 done, 0 running, 0 failed, 0 pending of 4; ETA 0s"
 
 
+@pytest.mark.slow
 def test_a_run_that_raises_is_reported_failed_and_the_others_finish(
     ray_cluster, smoke_runs_dir, tmp_path, capsys):
   import pandas as pd
@@ -110,6 +112,7 @@ def test_resources_no_node_has_are_refused(ray_cluster):
     executors.RayExecutor(num_cpus=3).task_options()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_the_run_resumes_to_the_same_result(ray_cluster, tmp_path):
   # A run long enough to be killed mid-way: 300 steps, checkpoints every 50.
   overrides = {"num_train_steps": 300, "checkpoint_every_steps": 50}
@@ -164,6 +167,7 @@ def _wait_for(path, text, proc, timeout):
   raise AssertionError(f"no {text!r} in {path}: {open(path, errors='replace').read()[-2000:]}")
 
 
+@pytest.mark.slow
 def test_a_sweep_joins_a_two_node_cluster_by_address(mnist, tmp_path):
   """A head and a worker node (one CPU each) started here; the sweep's driver joins them by
   address, and its runs land on both nodes, each pinned to its own core."""

@@ -89,6 +89,7 @@ def test_markdown_sections_are_replaced(tmp_path):
   assert text.index("table v2") < text.index("table t")
 
 
+@pytest.mark.slow
 def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
   """The issue's first three claims, measured: a short version of scripts/study_shuffled.py
   (MLP 600 steps x 3 seeds, CNN 200 steps x 1 seed)."""
