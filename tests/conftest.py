@@ -84,14 +84,21 @@ def cli_args(*args, child=False):
   return [sys.executable, "-m", "research.main", *args]
 
 
-def _die_with_parent():
-  """In the child, before exec: SIGKILL when the process that started it dies (Linux's
-  PR_SET_PDEATHSIG), so children outlive no killed pytest run, whose fixtures never tear down."""
-  try:
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-  except (OSError, AttributeError):  # not Linux: the fixture's kill is all there is
-    pass
+# Run in front of every child: SIGKILL it when the process that started it dies (Linux's
+# PR_SET_PDEATHSIG), so no child outlives a killed pytest run (whose fixtures never tear down),
+# then exec the child's command. (A preexec_fn would do the same, but it runs Python between
+# fork and exec in a multithreaded process, which can deadlock.)
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+parent = os.getppid()
+try:
+  ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+except (OSError, AttributeError):  # not Linux: the fixture's kill is all there is
+  pass
+if os.getppid() != parent:  # the parent died before prctl took effect
+  sys.exit(137)
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
 
 
 class Child:
@@ -101,9 +108,9 @@ class Child:
     self.args = args
     self.log_path = str(log_path)
     with open(self.log_path, "w") as log:
-      self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+      self.popen = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, *args], cwd=ROOT,
+                                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
 
   @property
   def returncode(self):
