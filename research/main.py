@@ -45,10 +45,11 @@ class _QuietLibraries:
   download that the run's one error line reports when it finally fails."""
 
   def filter(self, record):
-    if "/urllib3/" in record.pathname and "Retrying" in str(record.msg):
+    text = record.getMessage()
+    if "/urllib3/" in record.pathname and "Retrying" in text:
       return False
-    if "Unable to initialize backend" in str(record.msg) or "has no dataset_info.json" in str(
-        record.msg):  # the second: TFDS looking at a dataset that it is about to prepare
+    if "Unable to initialize backend" in text or (
+        "Variant folder" in text and "dataset_info.json" in text):  # TFDS, before it prepares
       return False
     noisy = any(part in record.pathname for part in ("/orbax/", "/tensorflow", "/etils/", "/jax/"))
     return record.levelno >= 30 or not noisy
