@@ -130,9 +130,12 @@ def exit_if_failed(rows: list[dict], output_dir: str, study: str) -> None:
   sys.exit(1)
 
 
-def study_main(body):
+def study_main(body, argv=None):
   """Runs `body()` (which reads FLAGS) with the sweep's exits: bad input -> one error line and
-  status 2, Ctrl-C -> status 130 with how to resume."""
+  status 2, Ctrl-C -> status 130 with how to resume. `argv` (no program name), when given, is
+  parsed into FLAGS first: a study script's main(["--output_dir=...", ...]) from Python."""
+  if argv is not None:
+    parse_flags(argv)
   try:
     return body()
   except UserError as e:

@@ -42,9 +42,7 @@ def digit(index: int):
 def main(argv=None):
   """The study with absl flags (--output_dir, --results_md, --cnn_workdir, --index); from
   Python, main(["--output_dir=...", ...])."""
-  if argv is not None:
-    sweep.parse_flags(argv)
-  return sweep.study_main(_study)
+  return sweep.study_main(_study, argv)
 
 
 def _study():

@@ -52,9 +52,7 @@ def layer_table(model, image_shape) -> list[dict]:
 def main(argv=None):
   """The study with absl flags (--output_dir, --results_md, --image_shape); from Python,
   main(["--output_dir=...", ...])."""
-  if argv is not None:
-    sweep.parse_flags(argv)
-  return sweep.study_main(_study)
+  return sweep.study_main(_study, argv)
 
 
 def _study():

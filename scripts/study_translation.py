@@ -86,9 +86,7 @@ def plot(curves, canvas, path):
 
 def main(argv=None):
   """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
-  if argv is not None:
-    sweep.parse_flags(argv)
-  return sweep.study_main(_study)
+  return sweep.study_main(_study, argv)
 
 
 def _study():
