@@ -34,6 +34,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 5
   c.num_train_steps = -1  # > 0 overrides num_epochs
   c.seed = 0
+  # Start from another run's params instead of random ones (optimizer state fresh): the workdir
+  # of a trained run and its checkpoint step (-1: the newest; 0: that run's initial params). A
+  # `fcn` run from a `cnn` or `lcn` run gets its exact eFCN (research/equivalence.cnn_to_fcn).
+  c.init_from = ""
+  c.init_from_step = -1
 
   # Execution.
   c.parallelism = "jit"  # "jit" (mesh over all devices), "pmap", or "single" (one device)

@@ -8,6 +8,14 @@
   `conv_local_to_dense` does the same for an unshared (locally connected) kernel.
 * `dense_to_conv(kernel, bias, input_shape)`: a Dense layer on the flattened input as a Conv
   whose kernel covers the whole input (H x W, VALID padding): output [N, 1, 1, F].
+* `cnn_to_fcn(model, params, input_shape)`: a whole CNN (research.models.CNN, conv or locally
+  connected) as its equivalent fully connected network (eFCN, d'Ascoli et al. 2019): every conv
+  layer becomes the Dense matrix above, ReLU, pooling and reshapes stay. Returns the eFCN model
+  (the same CNN module with `as_dense=True`, registered as `fcn`) and its params.
+* `project_local(W, ...)`, `project_conv(W, ...)`: the orthogonal projections of a Dense matrix
+  onto the matrices of a locally connected layer (zeros outside each output's receptive field)
+  and of a conv layer (the same, with weights tied across positions): conv ⊂ local ⊂ dense.
+  `subspace_fractions` gives the share of W's norm outside each.
 
 Parameter counts are what the seeds compare: the conv's 3*3*1*32 + 32 = 320 parameters become
 a 784 x 21,632 dense matrix with the same map (`dense_equivalent_size`).
@@ -72,9 +80,10 @@ def _place(taps_kernel, in_index, num_pixels, channels):
 
 
 def conv_to_dense(kernel, bias, input_shape, strides=1, padding: Padding = "VALID", dilation=1):
-  """(W, b) of the Dense layer computing nn.Conv(kernel [kh, kw, C, F], bias [F]) on H x W x C.
+  """The Dense layer computing nn.Conv(kernel [kh, kw, C, F], bias [F]) on H x W x C.
 
-  Returns W [H*W*C, Ho*Wo*F], b [Ho*Wo*F] and the output shape (Ho, Wo, F).
+  Returns three values: W [H*W*C, Ho*Wo*F], b [Ho*Wo*F] (zeros when `bias` is None) and the
+  output shape (Ho, Wo, F), so that `x.reshape(N, -1) @ W + b` is `conv(x).reshape(N, -1)`.
   """
   kernel = np.asarray(kernel)
   kh, kw, c, f = kernel.shape
@@ -142,3 +151,110 @@ def dense_equivalent_size(input_shape, kernel_shape, strides=1, padding: Padding
           "dense_params": h * w * c * ho * wo * f + ho * wo * f,
           "dense_nonzero_weights": int((in_index >= 0).sum()) * c * f,
           "output_shape": (ho, wo, f)}
+
+
+# --- A whole CNN as its equivalent fully connected network (eFCN) -----------------------------
+
+
+def pooled_shape(shape, window: int):
+  """(H, W, C) after non-overlapping VALID max pooling (research.models.max_pool)."""
+  h, w, c = shape
+  return (h // window, w // window, c) if window > 1 else (h, w, c)
+
+
+def cnn_to_fcn(model, params, input_shape):
+  """(fcn_model, fcn_params): the CNN `model` with `params` as its eFCN, the same function.
+
+  `model` is a research.models.CNN (conv, or locally connected with `local=True`); `params`
+  its params (without the "params" collection key); `input_shape` (H, W, C) one image.
+  Conv layer i (`Conv_i` / `ConvLocal_i`) becomes the Dense layer `ConvDense_i` of matrix
+  [h*w*c, ho*wo*f] on the flattened feature map; the Dense layers of the head keep their names
+  and values. `fcn_model` is `model.clone(as_dense=True, local=False)`:
+
+      fcn_model, fcn_params = cnn_to_fcn(model, params, (28, 28, 1))
+      fcn_model.apply({"params": fcn_params}, x)  # == model.apply({"params": params}, x)
+  """
+  if not hasattr(model, "as_dense") or model.as_dense:
+    raise ValueError(f"cnn_to_fcn takes a research.models.CNN with conv layers, got {model!r}")
+  params = params.get("params", params)
+  shape = tuple(int(d) for d in input_shape)
+  out = {}
+  for i, _ in enumerate(model.features):
+    if model.local:
+      layer = params[f"ConvLocal_{i}"]
+      w, b, out_shape = conv_local_to_dense(layer["kernel"], layer.get("bias"), shape,
+                                            model.kernel_size, model.strides, model.padding)
+    else:
+      layer = params[f"Conv_{i}"]
+      w, b, out_shape = conv_to_dense(layer["kernel"], layer.get("bias"), shape, model.strides,
+                                      model.padding)
+    out[f"ConvDense_{i}"] = {"kernel": w, "bias": b}
+    shape = pooled_shape(out_shape, model.pool)
+  for name, layer in params.items():
+    if name.startswith("Dense_"):
+      out[name] = {k: np.asarray(v) for k, v in layer.items()}
+  return model.clone(as_dense=True, local=False), out
+
+
+# --- Projections onto the locally connected and convolutional patterns -------------------------
+
+
+def _gather_taps(dense, input_shape, kernel_size, features, strides, padding, dilation):
+  """W [P*C, O*F] -> (its entries at every (output, tap) [O, T, C, F] (0 at padding taps),
+  in_index [O, T], valid [O, T]): the coordinates a conv layer's weights occupy in W."""
+  h, w, c = input_shape
+  kh, kw = _pairs(kernel_size)
+  strides, dilation = _pairs(strides), _pairs(dilation)
+  pads = resolve_padding(padding, (h, w), (kh, kw), strides, dilation)
+  (ho, wo), in_index = _taps((h, w), (kh, kw), strides, pads, dilation)
+  dense = np.asarray(dense)
+  if dense.shape != (h * w * c, ho * wo * features):
+    raise ValueError(f"matrix {dense.shape} is not a {h}x{w}x{c} -> {ho}x{wo}x{features} layer")
+  valid = in_index >= 0
+  w4 = dense.reshape(h * w, c, ho * wo, features)
+  out_pos = np.broadcast_to(np.arange(ho * wo)[:, None], in_index.shape)
+  taps = w4[np.where(valid, in_index, 0), :, out_pos, :]  # [O, T, C, F]
+  return taps * valid[:, :, None, None], in_index, valid
+
+
+def project_local(dense, input_shape, kernel_size, features, strides=1,
+                  padding: Padding = "VALID", dilation=1):
+  """W with every entry outside its output's receptive field set to 0: the orthogonal
+  projection onto the locally connected layers of this geometry."""
+  taps, in_index, _ = _gather_taps(dense, input_shape, kernel_size, features, strides, padding,
+                                   dilation)
+  return _place(taps, in_index, input_shape[0] * input_shape[1], input_shape[2])
+
+
+def project_conv(dense, input_shape, kernel_size, features, strides=1,
+                 padding: Padding = "VALID", dilation=1):
+  """The conv layer nearest to W (orthogonal projection): each tap's weight is the mean of W's
+  entries for that tap over the output positions where it reads a pixel, placed back."""
+  taps, in_index, valid = _gather_taps(dense, input_shape, kernel_size, features, strides,
+                                       padding, dilation)
+  counts = np.maximum(valid.sum(0), 1)[:, None, None]  # [T, 1, 1]
+  kernel = taps.sum(0) / counts  # [T, C, F]
+  tied = np.broadcast_to(kernel, taps.shape) * valid[:, :, None, None]
+  return _place(np.ascontiguousarray(tied, dtype=np.asarray(dense).dtype), in_index,
+                input_shape[0] * input_shape[1], input_shape[2])
+
+
+def subspace_fractions(dense, input_shape, kernel_size, features, strides=1,
+                       padding: Padding = "VALID", dilation=1) -> dict:
+  """||W - P(W)|| / ||W|| (Frobenius) for P the projection onto the locally connected pattern
+  ("outside_local") and onto the conv pattern ("outside_conv"); 0 when W lies in it."""
+  h, w, c = input_shape
+  taps, in_index, valid = _gather_taps(dense, input_shape, kernel_size, features, strides,
+                                       padding, dilation)
+  dense = np.asarray(dense)
+  total = float(np.linalg.norm(dense.astype(np.float64)))
+  if total == 0:
+    return {"outside_local": 0.0, "outside_conv": 0.0}
+  # W minus its local projection is W with the receptive-field entries zeroed: exact, no
+  # cancellation (a matrix just mapped from a conv gives exactly 0).
+  outside = float(np.linalg.norm((dense - _place(taps, in_index, h * w, c)).astype(np.float64)))
+  taps = taps.astype(np.float64)
+  kernel = taps.sum(0) / np.maximum(valid.sum(0), 1)[:, None, None]
+  spread_sq = float(np.sum(np.square((taps - kernel) * valid[:, :, None, None])))
+  return {"outside_local": outside / total,
+          "outside_conv": float(np.sqrt(outside ** 2 + spread_sq)) / total}

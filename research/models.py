@@ -5,6 +5,9 @@ The seed models of `../shared/seeds/`:
   cnn  Conv 32 3x3 relu -> MaxPool 2 -> Conv 64 3x3 relu
        -> MaxPool 2 -> Flatten -> Dense(10)                  34,826 params
   lcn  the cnn's layout with nn.ConvLocal: same receptive fields, no weight sharing.
+  fcn  the cnn's layout with every conv computed as a Dense layer on the flattened feature map
+       (the eFCN of d'Ascoli et al. 2019): research/equivalence.cnn_to_fcn maps a trained
+       cnn's params onto it exactly. conv ⊂ locally connected ⊂ dense, one model class.
 """
 from typing import Callable, Sequence
 
@@ -12,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research import UserError
+from research import UserError, equivalence
 
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
@@ -46,9 +49,11 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-  """Conv (VALID) -> relu -> max pool blocks, then optional Dense layers, then the classifier.
+  """Conv -> relu -> max pool blocks, then optional Dense layers, then the classifier.
 
   `local=True` swaps nn.Conv for nn.ConvLocal: every output position gets its own filter.
+  `as_dense=True` swaps it for an nn.Dense (`ConvDense_i`) from the flattened input map to the
+  flattened output map of the same shape: every weight free (the eFCN).
   """
   features: Sequence[int] = (32, 64)
   kernel_size: int = 3
@@ -56,15 +61,25 @@ class CNN(nn.Module):
   dense: Sequence[int] = ()
   num_classes: int = 10
   local: bool = False
+  as_dense: bool = False
+  padding: str = "VALID"  # or "SAME"; the configs use VALID (the seed's Conv2D default)
+  strides: int = 1
   pool_impl: str = "reshape"  # or "reduce_window" (nn.max_pool); same values
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     layer = nn.ConvLocal if self.local else nn.Conv
-    for width in self.features:
-      k = (self.kernel_size, self.kernel_size)
-      x = nn.relu(layer(width, k, padding="VALID", dtype=self.dtype)(x))
+    k, s = (self.kernel_size, self.kernel_size), (self.strides, self.strides)
+    for i, width in enumerate(self.features):
+      if self.as_dense:
+        n, h, w, _ = x.shape
+        pads = equivalence.resolve_padding(self.padding, (h, w), k, s, (1, 1))
+        ho, wo = equivalence.conv_output_hw((h, w), k, s, pads, (1, 1))
+        x = nn.Dense(ho * wo * width, dtype=self.dtype, name=f"ConvDense_{i}")(x.reshape(n, -1))
+        x = nn.relu(x.reshape(n, ho, wo, width))
+      else:
+        x = nn.relu(layer(width, k, strides=s, padding=self.padding, dtype=self.dtype)(x))
       if self.pool_impl == "reshape":
         x = max_pool(x, self.pool)
       else:
@@ -79,16 +94,17 @@ def _mlp(config, num_classes, dtype):
   return MLP(hidden=tuple(config.mlp_hidden), num_classes=num_classes, dtype=dtype)
 
 
-def _cnn(config, num_classes, dtype, local=False):
+def _cnn(config, num_classes, dtype, local=False, as_dense=False):
   return CNN(features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
              pool=config.cnn_pool, dense=tuple(config.cnn_dense), num_classes=num_classes,
-             local=local, pool_impl=config.pool_impl, dtype=dtype)
+             local=local, as_dense=as_dense, pool_impl=config.pool_impl, dtype=dtype)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _mlp,
     "cnn": _cnn,
     "lcn": lambda config, num_classes, dtype: _cnn(config, num_classes, dtype, local=True),
+    "fcn": lambda config, num_classes, dtype: _cnn(config, num_classes, dtype, as_dense=True),
 }
 
 
@@ -144,6 +160,33 @@ def create_model(config, num_classes: int) -> nn.Module:
   check_config(config)
   dtype = jnp.bfloat16 if config.half_precision else jnp.float32
   return MODELS[config.model](config, num_classes, dtype)
+
+
+def weight_metrics_fn(model: nn.Module, image_shape) -> Callable[[dict], dict] | None:
+  """For an eFCN (a CNN with `as_dense=True`): params -> {"outside_local/ConvDense_i": ...,
+  "outside_conv/ConvDense_i": ...}, the share of each conv-derived matrix's norm outside the
+  locally connected and the convolutional pattern of its conv (equivalence.subspace_fractions).
+  None for other models. train.py logs it at each evaluation (split "weights")."""
+  if not (isinstance(model, CNN) and model.as_dense):
+    return None
+  geometry, shape = [], tuple(image_shape)
+  for i, width in enumerate(model.features):
+    geometry.append((f"ConvDense_{i}", shape, width))
+    h, w, _ = shape
+    k, s = (model.kernel_size,) * 2, (model.strides,) * 2
+    pads = equivalence.resolve_padding(model.padding, (h, w), k, s, (1, 1))
+    shape = equivalence.pooled_shape(equivalence.conv_output_hw((h, w), k, s, pads, (1, 1)) +
+                                     (width,), model.pool)
+
+  def metrics(params) -> dict:
+    out = {}
+    for name, in_shape, width in geometry:
+      fractions = equivalence.subspace_fractions(
+          params[name]["kernel"], in_shape, model.kernel_size, width, model.strides, model.padding)
+      out.update({f"{k}/{name}": v for k, v in fractions.items()})
+    return out
+
+  return metrics
 
 
 def count_params(params) -> int:

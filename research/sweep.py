@@ -100,6 +100,14 @@ def run_study(study: str, default_sweep: str | None = None, log=print):
   runs = grid.expand(spec, overrides, grid.parse_seeds(FLAGS.seeds))
   grid.check_set_overrides(runs, overrides)
   os.makedirs(output_dir, exist_ok=True)
+  rows = execute(study, spec, runs, runs_dir, log)
+  rows += evals.run_evals(spec, runs, rows, runs_dir, log=log)
+  return spec, runs, rows, runs_dir
+
+
+def execute(study: str, spec: dict, runs: list, runs_dir: str, log=print) -> list[dict]:
+  """Runs (or reads back) `runs` with the flags' executor; one result row per run. A study
+  with stages (runs that start from other runs' checkpoints) calls it once per stage."""
   log(f"{study}: {len(runs)} runs in {runs_dir} ({FLAGS.executor})")
   options = ray_options(spec) if FLAGS.executor == "ray" else {}
   cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
@@ -112,8 +120,7 @@ def run_study(study: str, default_sweep: str | None = None, log=print):
                                   os.path.join(runs_dir, run.name), status=outcome["status"],
                                   error=outcome.get("error", ""),
                                   run_seconds=outcome.get("seconds")))
-  rows += evals.run_evals(spec, runs, rows, runs_dir, log=log)
-  return spec, runs, rows, runs_dir
+  return rows
 
 
 def exit_if_failed(rows: list[dict], output_dir: str, study: str) -> None:

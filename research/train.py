@@ -16,7 +16,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from research import UserError, checkpoint, data, models, parallel, steps, transforms
+from research import (UserError, checkpoint, data, equivalence, models, parallel, steps,
+                      transforms)
 from research.metrics import MetricWriter
 from research.watchdog import Watchdog
 
@@ -44,8 +45,35 @@ def _init_state(config, model, image_shape, total_steps: int) -> steps.TrainStat
 
 
 def create_train_state(config, model, image_shape, total_steps: int) -> steps.TrainState:
-  """The initial state, as host (numpy) arrays, for `config.seed`."""
-  return jax.tree.map(np.asarray, _init_state(config, model, image_shape, total_steps))
+  """The initial state, as host (numpy) arrays, for `config.seed`; with `config.init_from`,
+  the params come from that run (`initial_params_from`) and the optimizer state is fresh."""
+  state = jax.tree.map(np.asarray, _init_state(config, model, image_shape, total_steps))
+  if not config.get("init_from"):
+    return state
+  params = initial_params_from(config, model, image_shape, state.params)
+  return state.replace(params=params, opt_state=jax.tree.map(
+      np.asarray, create_optimizer(config, total_steps).init(params)))
+
+
+def initial_params_from(config, model, image_shape, template) -> dict:
+  """The params of run `config.init_from` at checkpoint `config.init_from_step`, for `model`.
+
+  Same model: its params as they are. A `fcn` model from a `cnn` or `lcn` run: the run's CNN
+  mapped to its exact eFCN (equivalence.cnn_to_fcn), so training starts from the same function.
+  """
+  step = None if config.init_from_step < 0 else int(config.init_from_step)
+  source, params, source_config = load_model(config.init_from, step)
+  if source_config.model != config.model:
+    if not (config.model == "fcn" and source_config.model in ("cnn", "lcn")):
+      raise UserError(f"init_from: cannot start a {config.model!r} from a "
+                      f"{source_config.model!r} run ({config.init_from}); a 'fcn' starts from "
+                      "a 'cnn' or 'lcn' run, any other model from a run of the same model")
+    _, params = equivalence.cnn_to_fcn(source, params, image_shape)
+  want, got = jax.tree.map(np.shape, template), jax.tree.map(np.shape, params)
+  if want != got:
+    raise UserError(f"init_from: the params of {config.init_from} do not fit this model "
+                    f"(widths or image shape differ): {got} vs {want}")
+  return jax.tree.map(lambda p, t: np.asarray(p, np.asarray(t).dtype), params, template)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -88,6 +116,8 @@ def validate(config, num_devices: int, num_processes: int) -> None:
       raise UserError(f"{field} must be positive, got {config[field]}")
   models.check_config(config)
   create_optimizer(config, 1)  # unknown optimizer or schedule
+  if config.get("init_from") and not os.path.isfile(os.path.join(config.init_from, "config.json")):
+    raise UserError(f"init_from {config.init_from} is not a run directory (no config.json)")
 
 
 def prepare_workdir(workdir: str) -> tuple[str, bool]:
@@ -173,6 +203,9 @@ def _next_boundary(step, total, config, steps_per_epoch, steps_per_call):
   return min(ends)
 
 
+# Fields added after runs were made, with the value a saved config without them ran with.
+ADDED_FIELDS = {"init_from": "", "init_from_step": -1}
+
 # Fields that may change between a run and its resumption: they do not change the numbers.
 RESUMABLE_FIELDS = frozenset({
     "parallelism", "steps_per_call", "log_every_steps", "checkpoint_every_steps",
@@ -186,7 +219,7 @@ def check_compatible(config, workdir: str) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    saved = json.load(f)
+    saved = {**ADDED_FIELDS, **json.load(f)}
   current = json.loads(config.to_json_best_effort())
   differing = sorted(k for k in set(saved) | set(current)
                      if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k))
@@ -218,6 +251,8 @@ class Program:
     self.train_chunk = steps.make_train_chunk(train_step, self.steps_per_call, self.rolled)
     self.eval_step = steps.make_eval_step(self.model.apply)
     self.eval_batch = -(-config.eval_batch_size // num_devices) * num_devices
+    # params -> {name: value} logged at each evaluation (the eFCN's subspace fractions), or None.
+    self.weight_metrics = models.weight_metrics_fn(self.model, self.image_shape)
 
   def initial_state(self) -> steps.TrainState:
     """Host (numpy) arrays."""
@@ -257,6 +292,7 @@ class Experiment:
     self.num_params = models.count_params(self.initial_state.params)
     self.runner = self.program.make_runner()
     self.eval_batch = self.program.eval_batch
+    self.weight_metrics = self.program.weight_metrics
     self.train_data = self.runner.put_replicated((ds.train_images, ds.train_labels))
     self.test_data = self.runner.put_replicated((ds.test_images, ds.test_labels))
 
@@ -318,6 +354,8 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
   logging.info("model %s (%d params) on %s: %d steps of batch %d (%d/epoch), %s over %d devices",
                config.model, exp.num_params, config.dataset, total, config.batch_size,
                steps_per_epoch, config.parallelism, runner.num_devices)
+  if exp.weight_metrics and step == 0:
+    writer.write("weights", 0, exp.weight_metrics(host_state.params))
   window = []
   # Rates (and the ETA) count from the end of the first call, which includes compilation.
   t_log, steps_at_log, compiled, start_step = time.time(), step, False, step
@@ -367,6 +405,8 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
                                     "train_seconds": seconds})
         logging.info("step %d  epoch %d  test accuracy %.4f  loss %.4f", step,
                      step // steps_per_epoch, test["accuracy"], test["loss"])
+        if exp.weight_metrics:
+          writer.write("weights", step, exp.weight_metrics(runner.get(state.params)))
       with bounded(f"agreeing on preemption at step {step}"):
         stop = preemption.agreed()
       if step % config.checkpoint_every_steps == 0 or step == total or stop:
@@ -388,6 +428,8 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
     test = exp.evaluate(state.params)
   writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
                               "train_seconds": seconds})
+  if exp.weight_metrics:
+    writer.write("weights", step, exp.weight_metrics(runner.get(state.params)))
   results = {
       "model": config.model, "dataset": config.dataset, "seed": config.seed,
       "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_count": test["count"],
@@ -433,6 +475,9 @@ def load_model(workdir: str, step: int | None = None):
 
       model, params, config = load_model("runs/mnist_cnn")
       logits = model.apply({"params": params}, images_float_0_to_1)
+
+  `step`: a checkpoint's step (default the newest); 0 is the run's initial params, which its
+  config determines (no checkpoint needed).
   """
   import ml_collections
   workdir = os.path.abspath(workdir)
@@ -444,7 +489,9 @@ def load_model(workdir: str, step: int | None = None):
   except FileNotFoundError as e:
     raise UserError(f"{workdir} is not a run directory ({e.filename} is missing)") from None
   model = models.create_model(config, info["num_classes"])
-  template = create_train_state(config, model, info["image_shape"], 1)
+  if step == 0:  # with init_from: the params it started from
+    return model, create_train_state(config, model, info["image_shape"], 1).params, config
+  template = jax.tree.map(np.asarray, _init_state(config, model, info["image_shape"], 1))
   state, _ = checkpoint.Checkpointer(workdir, config.max_checkpoints_to_keep).restore(template, step)
   if state is None:
     raise UserError(f"no checkpoints in {workdir}")

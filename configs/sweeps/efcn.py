@@ -1,0 +1,55 @@
+"""eFCN (d'Ascoli et al. 2019): a CNN mapped to its exact dense network at a switch point
+("relax time") and trained on with every weight free. Run by scripts/study_efcn.py in two stages:
+
+  1. `cnn`: the CNN trained for RELAX_EPOCHS[-1] + TRAIN_ON_EPOCHS epochs at a constant learning
+     rate, a checkpoint every epoch (its segment t .. t + TRAIN_ON_EPOCHS is "the CNN trained
+     on" from switch point t); `fcn`: a dense network of the eFCN's exact shape trained for
+     TRAIN_ON_EPOCHS epochs from random initialisation.
+  2. `relax`: for each finished `cnn` run and switch point t (epochs; 0 is the CNN's random
+     init): a `fcn` run with `init_from` = that run at step t * steps_per_epoch, trained for
+     TRAIN_ON_EPOCHS epochs with the same optimizer settings (Adam state fresh).
+
+  python scripts/study_efcn.py --runs_dir=/work/runs/efcn --output_dir=docs/studies/efcn
+  ...:quick  a short version for tests (a 1,280-image training subset, one seed, MNIST)
+
+The CNN is the seed's shape family, narrowed to Conv 8 -> Conv 16 (eFCN 6.9M weights instead of
+the seed's 59M) to fit a shared 2-core CPU: see docs/results.md, eFCN.
+"""
+
+BASE = {"cnn": "configs.mnist_cnn", "fcn": "configs.mnist_cnn"}
+
+
+def get_sweep(arg=None):
+  quick = arg == "quick"
+  batch = 64 if quick else 128
+  subset = 1280 if quick else 0  # 0: all 60,000 training images (MNIST and Fashion-MNIST)
+  steps_per_epoch = (subset or 60000) // batch
+  relax_epochs = [0, 1] if quick else [0, 1, 2, 3]  # the last one is the CNN's own budget
+  train_on = 1 if quick else 2
+  common = {
+      "parallelism": "single", "batch_size": batch, "train_subset": subset,
+      "cnn_features": [4, 8] if quick else [8, 16],
+      "lr_schedule": "constant", "learning_rate": 1e-3, "eval_train": False,
+      "log_every_steps": steps_per_epoch, "steps_per_call": 10 if not quick else 5,
+      "eval_every_epochs": 1,
+  }
+  return {
+      "base": BASE,
+      "common": common,
+      "models": {
+          "cnn": {"model": "cnn", "num_epochs": relax_epochs[-1] + train_on,
+                  "checkpoint_every_steps": steps_per_epoch,
+                  "max_checkpoints_to_keep": relax_epochs[-1] + train_on + 1},
+          "fcn": {"model": "fcn", "num_epochs": train_on},
+      },
+      "conditions": ({"mnist": {"dataset": "mnist"}} if quick else
+                     {"mnist": {"dataset": "mnist"},
+                      "fashion_mnist": {"dataset": "fashion_mnist"}}),
+      "seeds": [0] if quick else [0, 1, 2],
+      # Stage 2 (scripts/study_efcn.py): eFCN runs from the `from` runs' checkpoints.
+      "relax": {"from": "cnn", "epochs": relax_epochs, "steps_per_epoch": steps_per_epoch,
+                "overrides": {"model": "fcn", "num_epochs": train_on,
+                              # quick: a checkpoint mid-run, so the test can resume from it
+                              "checkpoint_every_steps": 10 if quick else 1000,
+                              "max_checkpoints_to_keep": 2}},
+  }
