@@ -30,7 +30,9 @@ setup(
     extras_require={
         # xdist: scripts/test.sh runs the test files on two workers (most tests wait on
         # single-threaded work: imports, compiles, child processes).
-        "test": ["pytest>=8", "pytest-xdist>=3.5,<4"],
+        # nbclient, nbformat, ipykernel: tests/test_walkthrough.py executes docs/walkthrough.ipynb.
+        "test": ["pytest>=8", "pytest-xdist>=3.5,<4", "nbclient>=0.10,<0.12", "nbformat>=5.9,<6",
+                 "ipykernel>=6.29,<8"],
         # TPU VMs (scripts/launch_tpu.py installs it there). On a CPU box scripts/env.sh puts
         # libtpu in a folder of its own for the preflight instead (see research/preflight.py).
         "tpu": ["jax[tpu]>=0.10,<0.12"],

@@ -233,7 +233,7 @@ def project_conv(dense, input_shape, kernel_size, features, strides=1,
   taps, in_index, valid = _gather_taps(dense, input_shape, kernel_size, features, strides,
                                        padding, dilation)
   counts = np.maximum(valid.sum(0), 1)[:, None, None]  # [T, 1, 1]
-  kernel = taps.sum(0) / counts  # [T, C, F]
+  kernel = taps.sum(0, dtype=np.float64) / counts  # [T, C, F]; exact for tied weights
   tied = np.broadcast_to(kernel, taps.shape) * valid[:, :, None, None]
   return _place(np.ascontiguousarray(tied, dtype=np.asarray(dense).dtype), in_index,
                 input_shape[0] * input_shape[1], input_shape[2])

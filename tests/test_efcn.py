@@ -1,0 +1,77 @@
+"""The eFCN study (scripts/study_efcn.py): a CNN run mapped to its exact dense network through
+`init_from`, trained on, checkpointed and resumed like any run, on real MNIST."""
+import json
+import os
+import shutil
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_config
+from research import UserError, equivalence, train
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+
+def test_init_from_refuses_bad_sources(tmp_path):
+  config = tiny_config("cnn", model="fcn", init_from=str(tmp_path / "nowhere"))
+  with pytest.raises(UserError, match="is not a run directory"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()  # refused before it started: nothing left behind
+
+
+@pytest.mark.slow
+def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
+  """configs/sweeps/efcn.py:quick: a CNN (Conv 4 -> Conv 8) on 1,280 MNIST images, its eFCN
+  from switch points 0 and 1 epoch, and a dense net of the same shape from random init."""
+  import study_efcn
+  out, runs_dir = str(tmp_path / "study"), str(tmp_path / "runs")
+  argv = ["--output_dir", out, "--runs_dir", runs_dir, "--executor=inline",
+          "--sweep", os.path.join(ROOT, "configs/sweeps/efcn.py:quick")]
+  frame, curves, diffs = study_efcn.main(argv)
+  assert sorted(frame["model"]) == ["cnn", "efcn-t0", "efcn-t1", "fcn"]
+  by_model = frame.set_index("model")
+  # The eFCN has the CNN's function with every weight free: many more parameters.
+  assert by_model.loc["efcn-t1", "num_params"] == by_model.loc["fcn", "num_params"] > 100 * (
+      by_model.loc["cnn", "num_params"])
+  assert (frame["test_accuracy"] > 0.5).all()  # every run learned (1,280 images, 1-2 epochs)
+  assert [(d, t) for d, t, _ in diffs] == [("mnist", 0), ("mnist", 1)]
+
+  # init_from: the eFCN's initial params are the CNN's checkpoint at epoch 1, mapped exactly,
+  # and compute the same logits on real test images.
+  workdir = {m: w for m, w in zip(frame["model"], frame["workdir"])}
+  cnn, cnn_params, cnn_config = train.load_model(workdir["cnn"], 20)  # 20 steps = 1 epoch
+  fcn, fcn_params, _ = train.load_model(workdir["efcn-t1"], 0)
+  _, mapped = equivalence.cnn_to_fcn(cnn, cnn_params, (28, 28, 1))
+  jax.tree.map(np.testing.assert_array_equal, fcn_params, mapped)
+  x = mnist.test_images[:500].astype(np.float32) / 255.0
+  logits = np.asarray(cnn.apply({"params": cnn_params}, x))
+  assert np.abs(np.asarray(fcn.apply({"params": fcn_params}, x)) - logits).max() <= 1e-4
+  # The subspace fractions: exactly 0 at the switch, > 0 once trained as dense; a dense net
+  # from random init starts almost wholly outside both patterns.
+  efcn = curves[curves["model"] == "efcn-t1"].sort_values("epoch")
+  assert efcn["outside_conv/ConvDense_0"].iloc[0] == 0.0
+  assert 0 < efcn["outside_local/ConvDense_0"].iloc[-1] <= efcn["outside_conv/ConvDense_0"].iloc[-1]
+  dense = curves[curves["model"] == "fcn"].sort_values("epoch")
+  assert dense["outside_local/ConvDense_0"].iloc[0] > 0.9
+  for name in ("results.csv", "curves.csv", "results.md", "efcn_accuracy.png",
+               "efcn_subspaces.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 0
+
+  # Resumes like any run: drop the eFCN's end (results, last checkpoint, its metrics), rerun.
+  run = workdir["efcn-t1"]
+  before = json.load(open(os.path.join(run, "results.json")))
+  os.remove(os.path.join(run, "results.json"))
+  shutil.rmtree(os.path.join(run, "checkpoints", "20"))
+  capsys.readouterr()
+  frame2, _, _ = study_efcn.main(argv)
+  log = capsys.readouterr().out
+  assert log.count(": done ") == 3 and log.count(": resumed ") == 1
+  after = json.load(open(os.path.join(run, "results.json")))
+  assert after["steps"] == before["steps"] == 20
+  assert abs(after["test_accuracy"] - before["test_accuracy"]) <= 1e-4
+  lines = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+  assert [(m["split"], m["step"]) for m in lines if m["split"] != "train"] == [
+      ("weights", 0), ("test", 20), ("weights", 20)]  # nothing repeated by the resumption
