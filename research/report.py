@@ -12,16 +12,17 @@ import sys
 import numpy as np
 
 RESULT_COLUMNS = ("study", "model", "condition", "seed", "status", "test_accuracy", "test_loss",
-                  "train_accuracy", "train_loss", "steps", "num_params", "train_seconds",
-                  "run_seconds", "dataset", "error", "workdir")
+                  "train_accuracy", "train_loss", "validation_accuracy", "validation_loss",
+                  "learning_rate", "steps", "num_params", "train_seconds", "run_seconds",
+                  "dataset", "error", "workdir")
 
 
 def result_row(study: str, run, results: dict, workdir: str, condition: str | None = None,
                **extra) -> dict:
   row = {"study": study, "model": run.model, "condition": condition or run.condition,
          "seed": run.seed, "workdir": workdir}
-  for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "steps", "num_params",
-            "train_seconds", "dataset"):
+  for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "validation_accuracy",
+            "validation_loss", "learning_rate", "steps", "num_params", "train_seconds", "dataset"):
     row[k] = results.get(k)
   row.update(extra)
   return row
