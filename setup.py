@@ -23,6 +23,8 @@ setup(
         "matplotlib>=3.8",
         "pandas>=2.0",  # the study scripts aggregate results.csv with it
         "scikit-learn>=1.4",  # a real tabular dataset that ships on disk (breast cancer)
+        "scipy>=1.10",  # Student t intervals of the studies (research/report.py)
+        "mnist1d>=0.0.2",  # MNIST-1D (Greydanus 2020), generated offline in seconds
         # The sweep executor (research/sweep.py --executor=ray, the default): local cluster,
         # `ray start` clusters and ray:// clients (the [default] extra brings the client's grpc).
         "ray[default]>=2.60,<3",

@@ -64,6 +64,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.random_pixels = False  # a different pixel permutation for every image
   c.gaussian_images = False  # images replaced by Gaussian noise with the data's mean and std
   c.canvas_size = 0  # > 0: digits pasted at random positions of a larger black canvas
+  c.clutter_pieces = 0  # > 0 (with canvas_size): cluttered canvas, that many crops of other digits
+  c.clutter_size = 8  # side of each clutter crop (px)
+  c.validation_size = 0  # > 0: hold out this many training examples as a validation split
   c.test_shift = (0, 0)  # (dy, dx) fixed shift of the test images, zero filled
   c.train_subset = 0  # > 0: train on a fixed random subset of this many examples
   c.transform_seed = 0  # seed of the random labels/pixels/noise/canvas/subset choices

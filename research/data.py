@@ -33,6 +33,10 @@ class Dataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   num_classes: int
+  # A validation split held out of the training set (transforms.apply, config.validation_size):
+  # what learning rates are chosen on; the test split never chooses anything.
+  val_images: np.ndarray | None = None
+  val_labels: np.ndarray | None = None
 
   @property
   def image_shape(self):
@@ -234,11 +238,39 @@ def load_breast_cancer(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
                  test_images=x[test], test_labels=y[test], num_classes=2)
 
 
-TABULAR = {"breast_cancer": load_breast_cancer}
+@functools.lru_cache(maxsize=1)
+def load_mnist1d() -> Dataset:
+  """MNIST-1D (Greydanus 2020): 4,000 train / 1,000 test sequences of length 40, 10 classes.
+
+  Generated offline by the `mnist1d` package with its default arguments (seed 42, about 1-3 s),
+  i.e. the dataset of the paper's table. Inputs float32 [N, 1, 40, 1] (zero mean, unit std, as
+  the package makes them): the MLP flattens them, the 1-D CNN (cnn1d) slides along the 40.
+  """
+  try:
+    from mnist1d.data import get_dataset_args, make_dataset
+  except ImportError:
+    raise UserError("dataset 'mnist1d' needs the mnist1d package (pip install mnist1d; "
+                    "setup.py installs it)") from None
+  state = np.random.get_state()  # make_dataset seeds NumPy's global generator
+  try:
+    d = make_dataset(get_dataset_args())
+  finally:
+    np.random.set_state(state)
+
+  def shaped(x):
+    return np.asarray(x, np.float32).reshape(len(x), 1, -1, 1)
+
+  return Dataset(name="mnist1d", train_images=shaped(d["x"]),
+                 train_labels=np.asarray(d["y"], np.int32), test_images=shaped(d["x_test"]),
+                 test_labels=np.asarray(d["y_test"], np.int32), num_classes=10)
+
+
+# Datasets made here without TFDS (no download, no preparation).
+BUILTIN = {"breast_cancer": load_breast_cancer, "mnist1d": load_mnist1d}
 
 
 def load_dataset(config) -> Dataset:
-  """The dataset named by `config.dataset`: a tabular one of TABULAR, else a TFDS name."""
-  if config.dataset in TABULAR:
-    return TABULAR[config.dataset]()
+  """The dataset named by `config.dataset`: one of BUILTIN, else a TFDS name."""
+  if config.dataset in BUILTIN:
+    return BUILTIN[config.dataset]()
   return load_tfds(config.dataset, config.data_dir)

@@ -1,4 +1,10 @@
-"""How a sweep is reported: result rows, mean ± std over seeds, markdown and CSV, plots."""
+"""How a sweep is reported: result rows, mean ± std and 95% intervals over seeds, markdown and
+CSV, plots.
+
+Intervals are Student t: a cell of n seeds reports mean ± t(0.975, n-1) * std / sqrt(n); a
+difference between two cells (e.g. CNN minus MLP) uses Welch's interval, and a claim of a
+difference "holds" only when that interval excludes zero (`diff_interval`).
+"""
 import os
 import shlex
 import sys
@@ -6,16 +12,17 @@ import sys
 import numpy as np
 
 RESULT_COLUMNS = ("study", "model", "condition", "seed", "status", "test_accuracy", "test_loss",
-                  "train_accuracy", "train_loss", "steps", "num_params", "train_seconds",
-                  "run_seconds", "dataset", "error", "workdir")
+                  "train_accuracy", "train_loss", "validation_accuracy", "validation_loss",
+                  "learning_rate", "steps", "num_params", "train_seconds", "run_seconds",
+                  "dataset", "error", "workdir")
 
 
 def result_row(study: str, run, results: dict, workdir: str, condition: str | None = None,
                **extra) -> dict:
   row = {"study": study, "model": run.model, "condition": condition or run.condition,
          "seed": run.seed, "workdir": workdir}
-  for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "steps", "num_params",
-            "train_seconds", "dataset"):
+  for k in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "validation_accuracy",
+            "validation_loss", "learning_rate", "steps", "num_params", "train_seconds", "dataset"):
     row[k] = results.get(k)
   row.update(extra)
   return row
@@ -29,6 +36,59 @@ def claims_table(claims) -> list[str]:
   return lines
 
 
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+  """(mean, half-width) of the Student t interval of the mean; half-width NaN for one value."""
+  from scipy import stats
+  x = np.asarray(values, np.float64)
+  x = x[~np.isnan(x)]
+  if len(x) == 0:
+    return float("nan"), float("nan")
+  if len(x) == 1:
+    return float(x[0]), float("nan")
+  sem = x.std(ddof=1) / np.sqrt(len(x))
+  return float(x.mean()), float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * sem)
+
+
+def diff_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
+  """(mean(a) - mean(b), low, high): Welch's t interval of the difference of two independent
+  groups (seeds of two models need not pair up). NaN bounds when a group has < 2 values."""
+  from scipy import stats
+  a = np.asarray(a, np.float64)
+  b = np.asarray(b, np.float64)
+  a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+  d = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
+  if len(a) < 2 or len(b) < 2:
+    return d, float("nan"), float("nan")
+  va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+  se = np.sqrt(va + vb)
+  if se == 0:
+    return d, d, d
+  dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+  half = float(stats.t.ppf(0.5 + level / 2, dof) * se)
+  return d, d - half, d + half
+
+
+def verdict(low: float, high: float) -> str:
+  """'> 0', '< 0' or 'n.s.' (the interval contains zero, or was not computable)."""
+  if low != low or high != high:
+    return "n.s."
+  return "> 0" if low > 0 else "< 0" if high < 0 else "n.s."
+
+
+def fmt_interval(mean: float, half: float, scale: float = 100.0, digits: int = 2) -> str:
+  """'98.12 ± 0.10' (a 95% half-width), or just the mean when there is no interval."""
+  if half != half:
+    return f"{scale * mean:.{digits}f}"
+  return f"{scale * mean:.{digits}f} ± {scale * half:.{digits}f}"
+
+
+def fmt_diff(d: float, low: float, high: float, scale: float = 100.0) -> str:
+  """'+1.23 [+0.80, +1.66]' in percentage points."""
+  if low != low:
+    return f"{scale * d:+.2f} (no interval: < 2 seeds)"
+  return f"{scale * d:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
+
+
 def to_frame(rows: list[dict]):
   import pandas as pd
   frame = pd.DataFrame(rows)
@@ -37,13 +97,16 @@ def to_frame(rows: list[dict]):
 
 
 def aggregate(frame, by=("model", "condition"), metrics=("test_accuracy", "train_accuracy")):
-  """mean, std (ddof=1; 0 for one seed) and n over seeds, in first-seen order of `by`."""
+  """mean, std (ddof=1; 0 for one seed), 95% t half-width (`_ci95`, NaN for one seed) and n over
+  seeds, in first-seen order of `by`."""
   by = list(by)
   metrics = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
   groups = frame.groupby(by, sort=False)
   out = groups[metrics].agg(["mean", "std"])
   out.columns = [f"{m}_{s}" for m, s in out.columns]
   out = out.fillna({c: 0.0 for c in out.columns if c.endswith("_std")})
+  for m in metrics:
+    out[f"{m}_ci95"] = groups[m].agg(lambda v: t_interval(v)[1])
   out["n"] = groups.size()
   for extra in ("num_params", "steps"):
     if extra in frame.columns:
@@ -51,22 +114,21 @@ def aggregate(frame, by=("model", "condition"), metrics=("test_accuracy", "train
   return out.reset_index()
 
 
-def pct(mean, std) -> str:
-  return f"{100 * mean:.2f} ± {100 * std:.2f}"
-
-
 def markdown_table(agg, by=("model", "condition"), metrics=("test_accuracy", "train_accuracy"),
-                   labels=None, extra=("n", "steps", "num_params")) -> str:
+                   labels=None, extra=("n", "steps", "num_params"), spread: str = "std") -> str:
+  """One row per group; `spread` 'std' (mean ± std) or 'ci95' (mean ± 95% t half-width)."""
   labels = labels or {}
   metrics = [m for m in metrics if f"{m}_mean" in agg.columns]
   extra = [e for e in extra if e in agg.columns]
-  head = list(by) + [labels.get(m, m.replace("_", " ") + " (%)") for m in metrics] + list(extra)
+  what = "± 95% CI" if spread == "ci95" else "± std"
+  head = list(by) + [labels.get(m, m.replace("_", " ") + f" (%, {what})") for m in metrics] + list(
+      extra)
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for _, r in agg.iterrows():
     cells = [str(r[b]) for b in by] + [
         "n/a" if r[f"{m}_mean"] != r[f"{m}_mean"]  # NaN: not measured for these rows
-        else f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if "loss" in m
-        else pct(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics]
+        else f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_{spread}']:.3f}" if "loss" in m
+        else fmt_interval(r[f"{m}_mean"], r[f"{m}_{spread}"]) for m in metrics]
     cells += [f"{int(r[e]):,}" if isinstance(r[e], (int, float, np.integer, np.floating))
               and r[e] == r[e] else str(r[e]) for e in extra]
     lines.append("| " + " | ".join(cells) + " |")

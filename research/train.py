@@ -204,7 +204,8 @@ def _next_boundary(step, total, config, steps_per_epoch, steps_per_call):
 
 
 # Fields added after runs were made, with the value a saved config without them ran with.
-ADDED_FIELDS = {"init_from": "", "init_from_step": -1}
+ADDED_FIELDS = {"init_from": "", "init_from_step": -1, "clutter_pieces": 0, "clutter_size": 8,
+                "validation_size": 0}
 
 # Fields that may change between a run and its resumption: they do not change the numbers.
 RESUMABLE_FIELDS = frozenset({
@@ -295,11 +296,16 @@ class Experiment:
     self.weight_metrics = self.program.weight_metrics
     self.train_data = self.runner.put_replicated((ds.train_images, ds.train_labels))
     self.test_data = self.runner.put_replicated((ds.test_images, ds.test_labels))
+    self.val_data = None if ds.val_labels is None else self.runner.put_replicated(
+        (ds.val_images, ds.val_labels))
 
   def evaluate(self, params, split: str = "test") -> dict:
-    """Loss and accuracy of `params` (on the devices) over every example of `split`."""
-    data_ = self.test_data if split == "test" else self.train_data
-    n = len(self.dataset.test_labels if split == "test" else self.dataset.train_labels)
+    """Loss and accuracy of `params` (on the devices) over every example of `split` ('test',
+    'train' or 'validation')."""
+    data_, labels = {"test": (self.test_data, self.dataset.test_labels),
+                     "train": (self.train_data, self.dataset.train_labels),
+                     "validation": (self.val_data, self.dataset.val_labels)}[split]
+    n = len(labels)
     totals = self.runner.get(self.runner.evaluate(params, data_, *eval_indices(n, self.eval_batch)))
     count = int(totals["count"])
     return {"accuracy": int(totals["correct"]) / count, "loss": float(totals["loss_sum"]) / count,
@@ -401,10 +407,12 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       if epoch_done and step != total:
         with bounded(f"the test evaluation at step {step}"):
           test = exp.evaluate(state.params)
+          val = _evaluate_validation(exp, writer, state.params, step)
         writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
                                     "train_seconds": seconds})
-        logging.info("step %d  epoch %d  test accuracy %.4f  loss %.4f", step,
-                     step // steps_per_epoch, test["accuracy"], test["loss"])
+        logging.info("step %d  epoch %d  test accuracy %.4f  loss %.4f%s", step,
+                     step // steps_per_epoch, test["accuracy"], test["loss"],
+                     f"  validation accuracy {val['accuracy']:.4f}" if val else "")
         if exp.weight_metrics:
           writer.write("weights", step, exp.weight_metrics(runner.get(state.params)))
       with bounded(f"agreeing on preemption at step {step}"):
@@ -426,6 +434,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
   profile.stop()  # a run shorter than the profile
   with bounded(f"the final test evaluation at step {step}"):
     test = exp.evaluate(state.params)
+    val = _evaluate_validation(exp, writer, state.params, step)
   writer.write("test", step, {"accuracy": test["accuracy"], "loss": test["loss"],
                               "train_seconds": seconds})
   if exp.weight_metrics:
@@ -436,7 +445,11 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       "num_params": exp.num_params, "steps": step, "train_seconds": seconds,
       "parallelism": config.parallelism, "num_devices": runner.num_devices,
       "num_processes": jax.process_count(), "batch_size": config.batch_size,
+      "learning_rate": config.learning_rate, "optimizer": config.optimizer,
   }
+  if val:
+    results.update(validation_accuracy=val["accuracy"], validation_loss=val["loss"],
+                   validation_count=val["count"])
   if config.eval_train:
     with bounded(f"the final train-split evaluation at step {step}"):
       train_eval = exp.evaluate(state.params, "train")
@@ -447,6 +460,15 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
   writer.close()
   logging.info("done: %s", json.dumps(results))
   return results
+
+
+def _evaluate_validation(exp: Experiment, writer, params, step: int) -> dict | None:
+  """Scores the validation split (when the config holds one out) and logs it; else None."""
+  if exp.val_data is None:
+    return None
+  val = exp.evaluate(params, "validation")
+  writer.write("validation", step, {"accuracy": val["accuracy"], "loss": val["loss"]})
+  return val
 
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:

@@ -14,8 +14,15 @@ Two kinds, both pure functions of the config (same config -> same bits):
     random_pixels      a different pixel permutation for every image (train and test)
     gaussian_images    every image replaced by Gaussian noise with the training set's mean and
                        std (float32 in normalized units, train and test; labels kept)
+    validation_size    > 0: hold out this many training examples (a fixed random choice) as
+                       the validation split, before any other transform; they get the same
+                       image transforms as the training split, and their labels stay true
     canvas_size        > 0: translated MNIST: each digit pasted at a random position of a
                        canvas_size x canvas_size black canvas (train and test)
+    clutter_pieces     > 0 (with canvas_size): cluttered translated MNIST: that many
+                       clutter_size x clutter_size crops of other digits of the same split
+                       pasted at random canvas positions first; the digit goes on top (pixel
+                       max), so it is always whole
     test_shift         (dy, dx): test images shifted by a fixed offset, zero filled
 
   Pixel permutations move whole pixels (all channels together) over the H*W positions.
@@ -115,6 +122,53 @@ def place_on_canvas(images: np.ndarray, size: int, seed: int) -> np.ndarray:
   return out
 
 
+def add_clutter(canvases: np.ndarray, sources: np.ndarray, pieces: int, size: int,
+                seed: int) -> np.ndarray:
+  """`canvases` [N, S, S, C] with `pieces` random size x size crops of random `sources` images
+  pasted (pixel max) at random positions; deterministic in `seed`. Returns a new array."""
+  n, s, _, c = canvases.shape
+  m, h, w, _ = sources.shape
+  if size > min(h, w) or size > s:
+    raise UserError(f"clutter_size {size} does not fit the {h}x{w} digits / {s}x{s} canvas")
+  rng = np.random.default_rng(seed)
+  out = canvases.copy()
+  span = np.arange(size)
+  rows_n = np.arange(n)[:, None, None]
+  for _ in range(pieces):
+    src = rng.integers(0, m, n)
+    cy, cx = rng.integers(0, h - size + 1, n), rng.integers(0, w - size + 1, n)
+    dy, dx = rng.integers(0, s - size + 1, n), rng.integers(0, s - size + 1, n)
+    crops = sources[src[:, None, None], (cy[:, None] + span)[:, :, None],
+                    (cx[:, None] + span)[:, None, :]]  # [n, size, size, C]
+    at = (rows_n, (dy[:, None] + span)[:, :, None], (dx[:, None] + span)[:, None, :])
+    out[at] = np.maximum(out[at], crops)  # one piece per image per pass: no index collides
+  return out
+
+
+def place_on_canvas_cluttered(images: np.ndarray, size: int, pieces: int, piece_size: int,
+                              seed: int) -> np.ndarray:
+  """Cluttered translated digits: clutter from the same images, then each digit on top at a
+  random position (pixel max with the clutter under it)."""
+  n, h, w, c = images.shape
+  digits = place_on_canvas(images, size, seed)  # the digit alone, at its random position
+  if pieces <= 0:
+    return digits
+  clutter = add_clutter(np.zeros_like(digits), images, pieces, piece_size, seed + 1)
+  return np.maximum(clutter, digits)
+
+
+def split_validation(images: np.ndarray, labels: np.ndarray, size: int, seed: int):
+  """(train_images, train_labels, val_images, val_labels): `size` examples held out, chosen by a
+  fixed permutation of `seed`; both parts keep their original order."""
+  n = len(labels)
+  if not 0 < size < n:
+    raise UserError(f"validation_size {size} must be between 1 and {n - 1} (the training "
+                    f"split has {n} examples)")
+  held = np.zeros(n, bool)
+  held[np.random.default_rng([seed, 9]).permutation(n)[:size]] = True
+  return images[~held], labels[~held], images[held], labels[held]
+
+
 # --- the dataset-level transform ------------------------------------------------------------
 
 
@@ -128,39 +182,57 @@ def apply(config, ds):
   random_pixels = bool(_get(config, "random_pixels", False))
   gaussian = bool(_get(config, "gaussian_images", False))
   canvas = int(_get(config, "canvas_size", 0))
+  pieces = int(_get(config, "clutter_pieces", 0))
+  piece_size = int(_get(config, "clutter_size", 8))
+  val_size = int(_get(config, "validation_size", 0))
   shift = tuple(int(s) for s in _get(config, "test_shift", (0, 0)))
   seed = int(_get(config, "transform_seed", 0))
   if len(shift) != 2:
     raise UserError(f"test_shift must be (dy, dx), got {shift}")
+  if pieces < 0 or (pieces > 0 and canvas <= 0):
+    raise UserError(f"clutter_pieces {pieces} needs a canvas (canvas_size > 0)")
   if not (perm_mode != "none" or subset > 0 or fraction > 0 or random_pixels or gaussian
-          or canvas > 0 or shift != (0, 0)):
+          or canvas > 0 or shift != (0, 0) or val_size > 0):
     return ds
 
   x_tr, y_tr, x_te, y_te = ds.train_images, ds.train_labels, ds.test_images, ds.test_labels
+  x_va = y_va = None
+  if val_size > 0:  # first: the held-out examples are the same whatever else the config does
+    x_tr, y_tr, x_va, y_va = split_validation(x_tr, y_tr, val_size, seed)
   if subset > 0:
     if subset > len(y_tr):
       raise UserError(f"train_subset {subset} exceeds the {len(y_tr)} training examples")
     keep = np.sort(np.random.default_rng([seed, 1]).permutation(len(y_tr))[:subset])
     x_tr, y_tr = x_tr[keep], y_tr[keep]
   if canvas > 0:  # before the pixel transforms: the permutation then covers the whole canvas
-    x_tr = place_on_canvas(x_tr, canvas, seed=seed * 1000 + 2)
-    x_te = place_on_canvas(x_te, canvas, seed=seed * 1000 + 3)
+    x_tr = place_on_canvas_cluttered(x_tr, canvas, pieces, piece_size, seed=seed * 1000 + 2)
+    x_te = place_on_canvas_cluttered(x_te, canvas, pieces, piece_size, seed=seed * 1000 + 3)
+    if x_va is not None:
+      x_va = place_on_canvas_cluttered(x_va, canvas, pieces, piece_size, seed=seed * 1000 + 8)
   if perm_mode != "none":
     perm = pixel_permutation(x_te.shape[1:], int(_get(config, "permutation_seed", 0)))
     x_te = permute_pixels(x_te, perm)
     if perm_mode == "train_test":
       x_tr = permute_pixels(x_tr, perm)
+      if x_va is not None:
+        x_va = permute_pixels(x_va, perm)
   if random_pixels:
     x_tr = permute_each(x_tr, seed=seed * 1000 + 4)
     x_te = permute_each(x_te, seed=seed * 1000 + 5)
+    if x_va is not None:
+      x_va = permute_each(x_va, seed=seed * 1000 + 10)
   if gaussian:
-    x_tr, x_te = gaussian_like(x_tr, (x_tr.shape, x_te.shape), seed=seed * 1000 + 6)
+    shapes = (x_tr.shape, x_te.shape) + (() if x_va is None else (x_va.shape,))
+    x_tr, x_te, *rest = gaussian_like(x_tr, shapes, seed=seed * 1000 + 6)
+    x_va = rest[0] if rest else None
   if fraction > 0:
     y_tr = corrupt_labels(y_tr, fraction, ds.num_classes, seed=seed * 1000 + 7)
   if shift != (0, 0):
     x_te = shift_images(x_te, *shift)
-  return dataclasses.replace(ds, train_images=np.ascontiguousarray(x_tr), train_labels=y_tr,
-                             test_images=np.ascontiguousarray(x_te), test_labels=y_te)
+  return dataclasses.replace(
+      ds, train_images=np.ascontiguousarray(x_tr), train_labels=y_tr,
+      test_images=np.ascontiguousarray(x_te), test_labels=y_te,
+      val_images=None if x_va is None else np.ascontiguousarray(x_va), val_labels=y_va)
 
 
 # --- on-device augmentation -----------------------------------------------------------------

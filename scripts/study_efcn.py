@@ -25,16 +25,6 @@ FLAGS = flags.FLAGS
 LAYERS = ("ConvDense_0", "ConvDense_1")
 
 
-def t_interval(values) -> tuple[float, float]:
-  """(mean, half-width of the Student-t 95% interval); half-width nan for one value."""
-  from scipy import stats
-  values = np.asarray(values, float)
-  if len(values) < 2:
-    return float(values.mean()), float("nan")
-  half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-  return float(values.mean()), float(half)
-
-
 def relax_runs(spec: dict, runs: list, runs_dir: str) -> list:
   """Stage 2: for every run of model `relax.from` and switch point t, a run of the same config
   with `relax.overrides`, started from that run's checkpoint at step t * steps_per_epoch."""
@@ -82,7 +72,7 @@ def summarise(frame, by, columns):
     row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
     for c in columns:
       vals = g[c].dropna()
-      row[c], row[f"{c}_ci95"] = t_interval(vals) if len(vals) else (np.nan, np.nan)
+      row[c], row[f"{c}_ci95"] = report.t_interval(vals) if len(vals) else (np.nan, np.nan)
     row["n"] = len(g)
     out.append(row)
   return pd.DataFrame(out)
@@ -94,26 +84,35 @@ def pct_ci(mean, half) -> str:
 
 def accuracy_table(curve_frame, relax: dict) -> tuple[list[str], list]:
   """Per dataset and switch point t: the CNN at t, the CNN trained on to t + R, the eFCN from t
-  at t + R, their paired difference (same seed, same start), and the dense net from random init."""
+  at t + R, their paired difference (same seed, same start: a t interval of the per-seed
+  differences), and the difference to the dense net from random init (Welch interval)."""
   train_on = relax["overrides"]["num_epochs"]
   lines = ["| dataset | switch t (epoch) | CNN at t | CNN at t+R | eFCN at t+R | eFCN − CNN (pp) "
-           "| dense, random init, R epochs | n |", "|" + "---|" * 8]
+           "| dense, random init, R epochs | eFCN − dense (pp) | n |", "|" + "---|" * 9]
   diffs = []
   for dataset, d in curve_frame.groupby("dataset", sort=False):
     cnn = d[d["model"] == "cnn"].set_index(["seed", "epoch"])["test_accuracy"]
-    dense = d[(d["model"] == "fcn") & (d["epoch"] == train_on)].set_index("seed")["test_accuracy"]
+    dense = d[(d["model"] == "fcn") & (d["epoch"] == train_on)]["test_accuracy"].to_numpy()
     for t in relax["epochs"]:
       e = d[(d["model"] == f"efcn-t{t}") & (d["epoch"] == t + train_on)].set_index("seed")
       seeds = sorted(e.index)
       at_t = [cnn.get((s, float(t)), np.nan) for s in seeds]
       on = np.array([cnn.get((s, float(t + train_on)), np.nan) for s in seeds])
       efcn = e.loc[seeds, "test_accuracy"].to_numpy()
-      diff = t_interval(100 * (efcn - on))
-      diffs.append((dataset, t, diff))
-      start = "random init" if t == 0 else pct_ci(*t_interval(at_t))
-      lines.append(f"| {dataset} | {t} | {start} | {pct_ci(*t_interval(on))} | "
-                   f"{pct_ci(*t_interval(efcn))} | {diff[0]:+.2f} ± {diff[1]:.2f} | "
-                   f"{pct_ci(*t_interval(dense.loc[seeds].to_numpy()))} | {len(seeds)} |")
+      paired = report.t_interval(100 * (efcn - on))
+      low, high = paired[0] - paired[1], paired[0] + paired[1]
+      vs_dense = report.diff_interval(100 * efcn, 100 * dense)
+      diffs.append({"dataset": dataset, "t": t, "efcn_minus_cnn": paired,
+                    "efcn_minus_cnn_verdict": report.verdict(low, high),
+                    "efcn_minus_dense": vs_dense,
+                    "efcn_minus_dense_verdict": report.verdict(*vs_dense[1:])})
+      start = "random init" if t == 0 else pct_ci(*report.t_interval(at_t))
+      lines.append(
+          f"| {dataset} | {t} | {start} | {pct_ci(*report.t_interval(on))} | "
+          f"{pct_ci(*report.t_interval(efcn))} | {paired[0]:+.2f} ± {paired[1]:.2f} "
+          f"({report.verdict(low, high)}) | {pct_ci(*report.t_interval(dense))} | "
+          f"{vs_dense[0]:+.2f} [{vs_dense[1]:+.2f}, {vs_dense[2]:+.2f}] "
+          f"({report.verdict(*vs_dense[1:])}) | {len(seeds)} |")
   return lines, diffs
 
 

@@ -107,3 +107,60 @@ def test_a_cut_short_array_cache_is_read_around_and_rewritten(mnist, tmp_path):
   np.testing.assert_array_equal(again.test_images, mnist.test_images)
   np.testing.assert_array_equal(again.train_labels, mnist.train_labels)
   assert cache.stat().st_size > 50_000_000  # rewritten whole
+
+
+def test_mnist1d_loads_offline_with_its_papers_shapes():
+  from configs import common
+  c = common.base_config()
+  c.dataset = "mnist1d"
+  ds = data.load_dataset(c)
+  assert ds.train_images.shape == (4000, 1, 40, 1) and ds.test_images.shape == (1000, 1, 40, 1)
+  assert ds.train_images.dtype == np.float32 and ds.num_classes == 10
+  assert sorted(set(ds.train_labels.tolist())) == list(range(10))
+  assert np.bincount(ds.test_labels, minlength=10).min() > 80  # ~100 of each class
+  np.random.seed(123)
+  expected = np.random.rand()
+  np.random.seed(123)
+  data.load_mnist1d.cache_clear()
+  again = data.load_mnist1d()  # generated again: the same data, and NumPy's global state kept
+  assert np.random.rand() == expected
+  np.testing.assert_array_equal(again.test_images, ds.test_images)
+
+
+def _stage(data_dir, name):
+  """Links ../shared/data/NAME's archives into DATA_DIR/downloads/manual/NAME (as env.sh does)."""
+  from conftest import ROOT
+  source = os.path.join(os.path.dirname(ROOT), "shared", "data", name)
+  if not os.path.isdir(source):
+    pytest.skip(f"no {source}")
+  manual = os.path.join(data_dir, "downloads", "manual", name)
+  os.makedirs(manual)
+  for f in os.listdir(source):
+    if f.endswith(".gz"):
+      os.symlink(os.path.join(source, f), os.path.join(manual, f))
+
+
+def _is_fashion(ds):
+  assert np.bincount(ds.test_labels, minlength=10).tolist() == [1000] * 10
+  assert ds.train_images.mean() > 60  # Fashion-MNIST's mean pixel is ~72.9, MNIST's ~33.3
+
+
+def test_fashion_mnist_after_mnist_in_one_data_dir(mnist):
+  # The session's data dir, where the `mnist` fixture prepared MNIST first: Fashion-MNIST's
+  # archives have the same file names, and it must still come out as Fashion-MNIST.
+  if not os.path.isdir(data.manual_dir(os.environ["TFDS_DATA_DIR"], "fashion_mnist")):
+    pytest.skip("Fashion-MNIST archives not staged (scripts/env.sh stages them)")
+  _is_fashion(data.load_tfds("fashion_mnist"))
+
+
+@pytest.mark.slow
+def test_mnist_after_fashion_mnist_in_a_fresh_data_dir(tmp_path):
+  # The other order, from nothing: Fashion-MNIST prepared first, then MNIST, both offline.
+  for name in ("fashion_mnist", "mnist"):
+    _stage(str(tmp_path), name)
+  _is_fashion(data.load_tfds("fashion_mnist", str(tmp_path)))
+  digits = data.load_tfds("mnist", str(tmp_path))
+  assert np.bincount(digits.test_labels, minlength=10).tolist() == data.TEST_CLASS_COUNTS["mnist"]
+  assert 30 < digits.train_images.mean() < 36
+  assert os.path.isdir(tmp_path / "downloads" / "mnist")  # each extracted in a folder of its own
+  assert os.path.isdir(tmp_path / "downloads" / "fashion_mnist")

@@ -63,3 +63,33 @@ def test_unknown_model_is_a_user_error():
   c.model = "transformer"
   with pytest.raises(UserError, match="unknown model 'transformer'"):
     models.create_model(c, 10)
+
+
+@pytest.mark.parametrize("shape,features", [((28, 28, 1), 32), ((13, 13, 32), 64), ((9, 7, 3), 5)])
+def test_locally_connected_is_conv_local(shape, features):
+  """The LCN's fast layer computes nn.ConvLocal (same params) to float32 rounding, forward and
+  backward, on MNIST-sized and odd shapes."""
+  x = jax.random.normal(jax.random.PRNGKey(1), (4,) + shape)
+  ref = nn.ConvLocal(features, (3, 3), padding="VALID")
+  fast = models.LocallyConnected(features, 3)
+  params = ref.init(jax.random.PRNGKey(0), x)
+  assert jax.tree.map(jnp.shape, fast.init(jax.random.PRNGKey(0), x)) == jax.tree.map(
+      jnp.shape, params)
+  np.testing.assert_allclose(fast.apply(params, x), ref.apply(params, x), atol=1e-5, rtol=1e-5)
+
+  def loss(module):
+    return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
+
+  g_fast = jax.grad(loss(fast), argnums=(0, 1))(params, x)
+  g_ref = jax.grad(loss(ref), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_lcn_parameter_tree_is_conv_locals():
+  c = mnist_cnn.get_config()
+  c.model = "lcn"
+  p = _params(models.create_model(c, 10))
+  assert sorted(p) == ["ConvLocal_0", "ConvLocal_1", "Dense_0"]
+  assert p["ConvLocal_0"]["kernel"].shape == (26, 26, 9, 32)
+  assert p["ConvLocal_1"]["kernel"].shape == (11, 11, 288, 64)

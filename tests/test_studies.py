@@ -134,3 +134,23 @@ def test_bad_sweep_input_is_one_error_line(tmp_path, capsys, flag, message):
   assert exit_.value.code == 2
   assert capsys.readouterr().err.strip().splitlines()[-1].startswith(message)
   assert not any(p.is_dir() for p in tmp_path.iterdir())  # nothing ran
+
+
+def test_intervals_match_a_hand_computation():
+  # Five seeds: mean 0.98, sample std sqrt(2.5e-4 / 4) = 0.0079057, sem 0.0035355,
+  # t(0.975, 4 dof) = 2.776445 from a t table: half-width 0.0098160.
+  mean, half = report.t_interval([0.97, 0.98, 0.99, 0.975, 0.985])
+  assert mean == pytest.approx(0.98) and half == pytest.approx(0.0098160, abs=1e-6)
+  assert np.isnan(report.t_interval([0.5])[1])
+  # Welch with equal sizes and variances: se = sqrt(1/3 + 1/3), dof = 4 exactly.
+  d, low, high = report.diff_interval([3, 4, 5], [1, 2, 3])
+  assert d == 2 and low == pytest.approx(2 - 2.776445 * 0.8164966, abs=1e-5)
+  assert high == pytest.approx(2 + 2.776445 * 0.8164966, abs=1e-5)
+  assert report.verdict(low, high) == "n.s."  # the interval [-0.27, 4.27] contains zero
+  d, low, high = report.diff_interval([3.0, 3.1, 2.9], [1.0, 1.1, 0.9])
+  assert report.verdict(low, high) == "> 0" and report.verdict(-high, -low) == "< 0"
+  frame = report.to_frame([{"model": "m", "condition": "c", "seed": s, "test_accuracy": a}
+                           for s, a in enumerate([0.97, 0.98, 0.99, 0.975, 0.985])])
+  agg = report.aggregate(frame)
+  assert agg["test_accuracy_ci95"][0] == pytest.approx(0.0098160, abs=1e-6)
+  assert "98.00 ± 0.98" in report.markdown_table(agg, spread="ci95")

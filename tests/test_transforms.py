@@ -140,6 +140,60 @@ def test_canvas_places_each_digit_whole():
     transforms.apply(_config(canvas_size=4), ds)
 
 
+def test_cluttered_canvas_is_deterministic_and_keeps_the_digit_whole():
+  ds = _dataset(n_train=40, n_test=10, h=8, w=8)
+  cfg = _config(canvas_size=20, clutter_pieces=4, clutter_size=4)
+  out = transforms.apply(cfg, ds)
+  again = transforms.apply(cfg, ds)
+  np.testing.assert_array_equal(out.train_images, again.train_images)
+  np.testing.assert_array_equal(out.test_images, again.test_images)
+  plain = transforms.apply(_config(canvas_size=20), ds)  # the same positions without clutter
+  assert out.train_images.shape == (40, 20, 20, 1)
+  for digit, canvas, src in zip(plain.train_images, out.train_images, ds.train_images):
+    (y, x), = [(y, x) for y in range(13) for x in range(13)
+               if np.array_equal(digit[y:y + 8, x:x + 8], src)]
+    # Whole: every digit pixel is there (clutter under it can only raise a pixel, never hide it).
+    assert (canvas[y:y + 8, x:x + 8] >= src).all()
+    # Clutter was added: the canvas outside the digit's box is not all black any more.
+    outside = canvas.copy()
+    outside[y:y + 8, x:x + 8] = 0
+    assert outside.any()
+  # Clutter comes from the split's own digits: the canvas carries more ink than the digit.
+  assert out.train_images.sum(dtype=np.int64) > plain.train_images.sum(dtype=np.int64)
+  other = transforms.apply(_config(canvas_size=20, clutter_pieces=4, clutter_size=4,
+                                   transform_seed=1), ds)
+  assert not np.array_equal(other.train_images, out.train_images)
+  with pytest.raises(Exception, match="needs a canvas"):
+    transforms.apply(_config(clutter_pieces=4), ds)
+
+
+def test_validation_split_never_overlaps_training():
+  ds = _dataset(n_train=50, n_test=20)
+  ids = np.arange(50, dtype=np.uint8)  # each training image carries its index in every pixel
+  ds = dataclasses.replace(ds, train_images=np.broadcast_to(
+      ids[:, None, None, None], ds.train_images.shape).copy())
+  out = transforms.apply(_config(validation_size=10), ds)
+  train_ids = set(out.train_images[:, 0, 0, 0].tolist())
+  val_ids = set(out.val_images[:, 0, 0, 0].tolist())
+  assert len(val_ids) == 10 and len(train_ids) == 40
+  assert not train_ids & val_ids and train_ids | val_ids == set(range(50))
+  np.testing.assert_array_equal(out.val_labels, ds.train_labels[sorted(val_ids)])
+  np.testing.assert_array_equal(out.test_images, ds.test_images)  # the test split is untouched
+  # The same examples are held out whatever the training seed; a subset comes from the rest.
+  sub = transforms.apply(_config(validation_size=10, train_subset=20, seed=5), ds)
+  assert set(sub.val_images[:, 0, 0, 0].tolist()) == val_ids
+  assert not set(sub.train_images[:, 0, 0, 0].tolist()) & val_ids
+  # The validation images get the training split's image transforms, labels stay true.
+  perm = transforms.apply(_config(validation_size=10, pixel_permutation="train_test",
+                                  random_labels=1.0), ds)
+  np.testing.assert_array_equal(perm.val_labels, out.val_labels)
+  np.testing.assert_array_equal(
+      perm.val_images, transforms.permute_pixels(out.val_images, transforms.pixel_permutation(
+          (6, 5), 0)))
+  with pytest.raises(Exception, match="validation_size"):
+    transforms.apply(_config(validation_size=50), ds)
+
+
 def test_train_subset_is_fixed_and_sized():
   ds = _dataset(n_train=50)
   a = transforms.apply(_config(train_subset=20, seed=1), ds)
@@ -178,6 +232,12 @@ def test_hooks_in_train_and_evaluate(tmp_path):
     return train.train_and_evaluate(c, str(tmp_path / name))
 
   base = run("base")
+  assert "validation_accuracy" not in base
+  held = run("held_out", validation_size=100, eval_every_epochs=1)
+  assert held["validation_count"] == 100 and 0.8 < held["validation_accuracy"] <= 1
+  from research import report
+  curve = report.read_metrics(str(tmp_path / "held_out"), "validation")
+  assert [m["step"] for m in curve][-1] == 60 and len(curve) >= 2  # every epoch and the end
   test_only = run("test_only", pixel_permutation="test")
   # Same training data, same seed: identical params, so identical training accuracy ...
   assert test_only["train_accuracy"] == base["train_accuracy"]
