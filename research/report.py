@@ -135,6 +135,83 @@ def markdown_table(agg, by=("model", "condition"), metrics=("test_accuracy", "tr
   return "\n".join(lines)
 
 
+def lr_search_table(table: list[dict]) -> list[str]:
+  """Markdown: per (model, condition), each candidate learning rate's final validation accuracy
+  (seed of the search), the chosen one in bold."""
+  if not table:
+    return []
+  rates = list(dict.fromkeys(r["learning_rate"] for r in table))
+  lines = ["| model | condition | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | chosen |",
+           "|---|---|" + "---|" * (len(rates) + 1)]
+  cells = {}
+  for r in table:
+    cells.setdefault((r["model"], r["condition"]), {})[r["learning_rate"]] = r
+  for (model, condition), by_lr in cells.items():
+    out, chosen = [], ""
+    for lr in rates:
+      r = by_lr.get(lr)
+      acc = None if r is None else r["validation_accuracy"]
+      text = "failed" if acc is None else f"{100 * acc:.2f}"
+      if r is not None and r["chosen"]:
+        text, chosen = f"**{text}**", f"{lr:g}"
+      out.append(text)
+    lines.append(f"| {model} | {condition} | " + " | ".join(out) + f" | {chosen} |")
+  return lines
+
+
+def learning_curves(rows: list[dict], split: str = "test"):
+  """A frame (model, condition, seed, step, epoch, accuracy) of every finished run's per-epoch
+  `split` evaluations ('test' or 'validation'), read from the runs' metrics.jsonl."""
+  import json
+  import pandas as pd
+  out = []
+  for r in rows:
+    if r.get("status") in ("failed", "eval") or not r.get("workdir"):
+      continue
+    metrics = read_metrics(r["workdir"], split)
+    if not metrics:
+      continue
+    with open(os.path.join(r["workdir"], "config.json")) as f:
+      config = json.load(f)
+    last = metrics[-1]["step"]  # the final evaluation: num_epochs epochs (when set by epochs)
+    per_epoch = last / config["num_epochs"] if config.get("num_train_steps", -1) <= 0 else None
+    for m in metrics:
+      out.append({"model": r["model"], "condition": r["condition"], "seed": r["seed"],
+                  "step": m["step"], "epoch": m["step"] / per_epoch if per_epoch else None,
+                  "accuracy": m["accuracy"]})
+  return pd.DataFrame(out, columns=["model", "condition", "seed", "step", "epoch", "accuracy"])
+
+
+def plot_learning_curves(curves, path: str, title: str, panels: str = "condition") -> None:
+  """Accuracy against epoch (mean over seeds, shaded 95% t interval), one line per model, one
+  panel per `panels` value (steps on the x axis for runs budgeted in steps)."""
+  plt = setup_matplotlib()
+  names = list(dict.fromkeys(curves[panels]))
+  lines_by = "model" if panels == "condition" else "condition"
+  fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+  colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys(curves[lines_by]))}
+  for ax, name in zip(axes[0], names):
+    sub = curves[curves[panels] == name]
+    for label in dict.fromkeys(sub[lines_by]):
+      line = sub[sub[lines_by] == label]
+      by_epoch = line["epoch"].notna().all()
+      stats = [(x,) + t_interval(g["accuracy"])
+               for x, g in line.groupby("epoch" if by_epoch else "step")]
+      x = np.array([s for s, _, _ in stats], np.float64)
+      mean = 100 * np.array([m for _, m, _ in stats])
+      half = 100 * np.nan_to_num(np.array([h for _, _, h in stats]))
+      ax.plot(x, mean, marker="o", ms=3, color=colors[label],
+              label=str(label).upper() if lines_by == "model" else str(label))
+      ax.fill_between(x, mean - half, mean + half, color=colors[label], alpha=0.2)
+    ax.set_title(str(name), fontsize=9)
+    ax.set_xlabel("epoch" if sub["epoch"].notna().all() else "step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  axes[0][0].set_ylabel("accuracy (%)")
+  fig.suptitle(title, fontsize=10)
+  save_figure(fig, path)
+
+
 def failed(rows: list[dict]) -> list[dict]:
   return [r for r in rows if r.get("status") == "failed"]
 

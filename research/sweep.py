@@ -89,38 +89,101 @@ def ray_options(spec: dict) -> dict:
 
 def run_study(study: str, default_sweep: str | None = None, log=print):
   """The shared part of `python -m research.sweep` and every study script: expand the sweep,
-  run it, score its evals. Returns (spec, runs, rows, runs_dir); rows of failed runs have
-  status 'failed' and their error line."""
+  choose learning rates on the validation split (when the sweep file has `lr_search`), run it,
+  score its evals. Returns (spec, runs, rows, runs_dir); rows of failed runs have status
+  'failed' and their error line; with a search, spec["lr_search_rows"] holds every candidate's
+  validation score and which one was chosen (report.lr_search_table)."""
   runs_dir, output_dir = dirs()
   sweep_file = FLAGS.sweep or default_sweep
   if not sweep_file:
     raise UserError("give --sweep=configs/sweeps/FILE.py[:arg]")
   spec = grid.load_sweep(sweep_file)
   overrides = grid.parse_set(FLAGS.set)
-  runs = grid.expand(spec, overrides, grid.parse_seeds(FLAGS.seeds))
-  grid.check_set_overrides(runs, overrides)
+  seeds = grid.parse_seeds(FLAGS.seeds)
+  grid.check_set_overrides(grid.expand(spec, overrides, seeds), overrides)
   os.makedirs(output_dir, exist_ok=True)
-  rows = execute(study, spec, runs, runs_dir, log)
+  options = ray_options(spec) if FLAGS.executor == "ray" else {}
+  cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
+
+  def execute(runs):
+    return executors.run_runs(runs, runs_dir, FLAGS.executor, log=log, compilation_cache=cache,
+                              **options)
+
+  if spec.get("lr_search") and "learning_rate" not in overrides:
+    spec = choose_learning_rates(spec, overrides, execute, log=log, study=study)
+  runs = grid.expand(spec, overrides, seeds)
+  log(f"{study}: {len(runs)} runs in {runs_dir} ({FLAGS.executor})")
+  rows = result_rows(study, runs, execute(runs), runs_dir)
   rows += evals.run_evals(spec, runs, rows, runs_dir, log=log)
   return spec, runs, rows, runs_dir
 
 
-def execute(study: str, spec: dict, runs: list, runs_dir: str, log=print) -> list[dict]:
-  """Runs (or reads back) `runs` with the flags' executor; one result row per run. A study
-  with stages (runs that start from other runs' checkpoints) calls it once per stage."""
+def run_stage(study: str, spec: dict, runs: list, runs_dir: str, log=print) -> list[dict]:
+  """Runs (or reads back) `runs` that a study script built from finished runs (a second stage,
+  e.g. runs that start from other runs' checkpoints) with the flags' executor; rows as
+  run_study's."""
   log(f"{study}: {len(runs)} runs in {runs_dir} ({FLAGS.executor})")
   options = ray_options(spec) if FLAGS.executor == "ray" else {}
   cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
-  outcomes = executors.run_runs(runs, runs_dir, FLAGS.executor, log=log,
-                                compilation_cache=cache, **options)
-  rows = []
-  for run in runs:
-    outcome = outcomes[run.name]
-    rows.append(report.result_row(study, run, outcome["results"],
-                                  os.path.join(runs_dir, run.name), status=outcome["status"],
-                                  error=outcome.get("error", ""),
-                                  run_seconds=outcome.get("seconds")))
-  return rows
+  outcomes = executors.run_runs(runs, runs_dir, FLAGS.executor, log=log, compilation_cache=cache,
+                                **options)
+  return result_rows(study, runs, outcomes, runs_dir)
+
+
+def result_rows(study: str, runs: list, outcomes: dict, runs_dir: str) -> list[dict]:
+  return [report.result_row(study, run, outcomes[run.name]["results"],
+                            os.path.join(runs_dir, run.name), status=outcomes[run.name]["status"],
+                            error=outcomes[run.name].get("error", ""),
+                            run_seconds=outcomes[run.name].get("seconds")) for run in runs]
+
+
+def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study="") -> dict:
+  """The sweep's learning rate per (model, condition), chosen on the validation split.
+
+  spec["lr_search"] = {"learning_rates": [...], "seed": 0}: every grid cell trains once per
+  candidate (that seed, the cell's full budget) and keeps the rate with the best final
+  validation accuracy (ties: the first listed). The test split plays no part. Returns a copy of
+  the spec whose model_condition_overrides carry the choices, so the cell's runs at that seed
+  are the search's own run (same overrides, same workdir: trained once).
+  """
+  search = spec["lr_search"]
+  rates, seed = list(search["learning_rates"]), int(search.get("seed", 0))
+  if not rates:
+    raise UserError("lr_search: give learning_rates")
+  candidates = {lr: grid.expand(spec, {**overrides, "learning_rate": lr}, [seed]) for lr in rates}
+  first = next(iter(candidates.values()))[0].config()
+  if first.validation_size <= 0:
+    raise UserError("lr_search needs a validation split: set validation_size > 0 in the sweep "
+                    "(the test split never chooses anything)")
+  every = [r for runs in candidates.values() for r in runs]
+  log(f"{study}: choosing learning rates from {rates} on the validation split: {len(every)} "
+      f"runs (seed {seed})")
+  outcomes = execute(every)
+  chosen, table = {}, []
+  for i, cell in enumerate(candidates[rates[0]]):
+    key = (cell.model, cell.condition)
+    scores = {}
+    for lr in rates:
+      run = candidates[lr][i]
+      out = outcomes[run.name]
+      acc = out["results"].get("validation_accuracy") if out["status"] != "failed" else None
+      scores[lr] = acc
+      table.append({"model": cell.model, "condition": cell.condition, "learning_rate": lr,
+                    "seed": seed, "validation_accuracy": acc, "status": out["status"],
+                    "error": out.get("error", ""), "workdir": run.name})
+    finite = {lr: a for lr, a in scores.items() if a is not None}
+    if not finite:
+      raise UserError(f"lr_search: every candidate of {key} failed (see {run.name}/train.log)")
+    chosen[key] = max(finite, key=lambda lr: (finite[lr], -rates.index(lr)))
+  for row in table:
+    row["chosen"] = chosen[row["model"], row["condition"]] == row["learning_rate"]
+  new = dict(spec)
+  mco = {k: dict(v) for k, v in spec.get("model_condition_overrides", {}).items()}
+  for key, lr in chosen.items():
+    mco.setdefault(key, {})["learning_rate"] = lr
+  new["model_condition_overrides"] = mco
+  new["lr_search_rows"] = table
+  return new
 
 
 def exit_if_failed(rows: list[dict], output_dir: str, study: str) -> None:

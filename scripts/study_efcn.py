@@ -232,7 +232,7 @@ def _study():
       "efcn", os.path.join(sweep.ROOT, "configs/sweeps/efcn.py"))
   sweep.exit_if_failed(rows, output_dir, "efcn")
   stage2 = relax_runs(spec, runs, runs_dir)
-  rows += sweep.execute("efcn", spec, stage2, runs_dir)
+  rows += sweep.run_stage("efcn", spec, stage2, runs_dir)
   sweep.exit_if_failed(rows, output_dir, "efcn")
   relax = spec["relax"]
   curve_frame = curves(rows, relax["steps_per_epoch"])

@@ -24,7 +24,7 @@ def get_sweep(arg=None):
   batch = 64 if quick else 128
   subset = 1280 if quick else 0  # 0: all 60,000 training images (MNIST and Fashion-MNIST)
   steps_per_epoch = (subset or 60000) // batch
-  relax_epochs = [0, 1] if quick else [0, 1, 2, 3]  # the last one is the CNN's own budget
+  relax_epochs = [0, 1] if quick else [0, 1, 2, 3]  # switch points t (epochs of CNN training)
   train_on = 1 if quick else 2
   common = {
       "parallelism": "single", "batch_size": batch, "train_subset": subset,

@@ -1,0 +1,76 @@
+"""Harder tasks at equal budgets: does Dense degrade sharply where a CNN keeps its accuracy?
+
+{MLP, CNN, LCN} on MNIST, Fashion-MNIST (original and one fixed pixel shuffle) and cluttered
+translated MNIST (60x60 canvas, 4 clutter crops of 8x8 px from other digits), and {logistic
+regression, MLP, 1-D CNN} on MNIST-1D (Greydanus 2020; original and shuffled positions). In each
+dataset every model trains the same epochs with the same batch size and optimizer (Adam, cosine
+decay); its learning rate is chosen per model and dataset on a validation split held out of the
+training set (the test split chooses nothing). Seeds: 5 (the LCN 3: each of its runs costs ~2 CNN
+runs on the 60x60 canvas).
+
+  python scripts/study_harder.py --output_dir docs/studies/harder --runs_dir /work/runs/harder
+  ...:mnist1d,fashion     only those datasets (keys: DATASETS); runs are shared, so a study can be
+                          run in parts and then once whole (finished runs are read back)
+  ...:quick               a few steps of each kind, for the tests
+"""
+EPOCHS = 5  # 60k-image datasets: the seeds' Keras CNN budget (5 epochs)
+EPOCHS_1D = 200  # MNIST-1D: 3,500 training sequences, 27 steps an epoch (its paper: 6,000 steps)
+
+# key -> (condition name, overrides, models)
+IMAGE_MODELS = ("mlp", "cnn", "lcn")
+SEQ_MODELS = ("logreg", "mlp", "cnn1d")
+DATASETS = {
+    "mnist": ("MNIST", {"dataset": "mnist"}, IMAGE_MODELS),
+    "fashion": ("Fashion-MNIST", {"dataset": "fashion_mnist"}, IMAGE_MODELS),
+    "fashion_shuffled": ("Fashion-MNIST shuffled", {
+        "dataset": "fashion_mnist", "pixel_permutation": "train_test"}, IMAGE_MODELS),
+    "cluttered": ("cluttered MNIST 60x60", {
+        "dataset": "mnist", "canvas_size": 60, "clutter_pieces": 4, "clutter_size": 8},
+        IMAGE_MODELS),
+    "mnist1d": ("MNIST-1D", {"dataset": "mnist1d", "validation_size": 500,
+                             "num_epochs": EPOCHS_1D, "log_every_steps": 540,
+                             "eval_every_epochs": 10}, SEQ_MODELS),
+    "mnist1d_shuffled": ("MNIST-1D shuffled", {
+        "dataset": "mnist1d", "validation_size": 500, "num_epochs": EPOCHS_1D,
+        "log_every_steps": 540, "eval_every_epochs": 10, "pixel_permutation": "train_test"},
+        SEQ_MODELS),
+}
+
+
+def get_sweep(arg=None):
+  quick = arg == "quick"
+  keys = list(DATASETS) if not arg or quick else arg.split(",")
+  unknown = [k for k in keys if k not in DATASETS]
+  if unknown:
+    raise ValueError(f"unknown dataset keys {unknown}; choose from {list(DATASETS)}")
+  if quick:
+    keys = ["mnist", "mnist1d"]
+  conditions = {DATASETS[k][0]: dict(DATASETS[k][1]) for k in keys}
+  grid = [{"model": m, "condition": DATASETS[k][0]} for k in keys for m in DATASETS[k][2]]
+  common = {"parallelism": "single", "optimizer": "adam", "lr_schedule": "cosine",
+            "batch_size": 128, "num_epochs": EPOCHS, "validation_size": 5000,
+            "eval_every_epochs": 1, "eval_train": False, "log_every_steps": 430,
+            "checkpoint_every_steps": 2000, "permutation_seed": 0, "transform_seed": 0}
+  if quick:
+    common.update(num_epochs=1, validation_size=59_000, eval_every_epochs=1, log_every_steps=5)
+    conditions["MNIST-1D"].update(num_epochs=2, validation_size=3_000, eval_every_epochs=1)
+  return {
+      "base": "configs.mnist_cnn",
+      "common": common,
+      "models": {
+          "mlp": {"model": "mlp", "mlp_hidden": (128,)},  # the seed MLP
+          "logreg": {"model": "mlp", "mlp_hidden": ()},  # logistic regression (MNIST-1D's row)
+          "cnn": {"model": "cnn"},  # the seed CNN
+          "lcn": {"model": "lcn"},  # the seed CNN's layout without weight sharing
+          # MNIST-1D's 1-D CNN: 3 conv layers of 25 channels, kernel 5 (as in its paper), each
+          # VALID and followed by a max pool of 2 (40 -> 36 -> 18 -> 14 -> 7 -> 3 -> 1).
+          "cnn1d": {"model": "cnn1d", "cnn_features": (25, 25, 25), "cnn_kernel": 5,
+                    "cnn_pool": 2},
+      },
+      "conditions": conditions,
+      "grid": grid,
+      "seeds": [0, 1] if quick else [0, 1, 2, 3, 4],
+      "model_seeds": {} if quick else {"lcn": [0, 1, 2]},
+      "lr_search": {"learning_rates": [1e-3, 3e-3] if quick else [3e-4, 1e-3, 3e-3], "seed": 0},
+      "resources": {"num_cpus": 1},
+  }
