@@ -212,7 +212,7 @@ def plot_subspaces(curve_frame, relax, path):
                 label=f"{label}: outside local")
         ax.plot(agg["epoch"], 100 * agg[cols[1]], "--", color=color,
                 label=f"{label}: outside conv")
-      ax.set_title(f"{dataset}, {layer}: % of weight norm outside the pattern")
+      ax.set_title(f"{dataset}, {layer}: % of norm outside", fontsize=10)
       ax.set_xlabel("epoch")
       ax.set_ylabel("||W - P(W)|| / ||W|| (%)")
       ax.set_ylim(0, 100)
