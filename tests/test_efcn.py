@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 
 def test_init_from_refuses_bad_sources(tmp_path):
-  config = tiny_config("cnn", model="fcn", init_from=str(tmp_path / "nowhere"))
+  config = tiny_config("fcn", init_from=str(tmp_path / "nowhere"))
   with pytest.raises(UserError, match="is not a run directory"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()  # refused before it started: nothing left behind
