@@ -154,3 +154,16 @@ def test_intervals_match_a_hand_computation():
   agg = report.aggregate(frame)
   assert agg["test_accuracy_ci95"][0] == pytest.approx(0.0098160, abs=1e-6)
   assert "98.00 ± 0.98" in report.markdown_table(agg, spread="ci95")
+
+
+def test_verdict_fails_loudly_when_a_results_file_is_missing(tmp_path):
+  import subprocess
+  out = tmp_path / "verdict.md"
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "verdict.py"),
+                         f"--studies_dir={tmp_path}", f"--output={out}"],
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ")
+  assert "harder/summary.json is missing: run `python scripts/study_harder.py" in lines[0]
+  assert not out.exists()  # nothing half-made
