@@ -13,7 +13,7 @@ from configs.sweeps import harder
 
 def get_sweep(arg=None):
   quick = arg == "quick"
-  spec = harder.get_sweep("quick" if quick else "mnist")
+  spec = harder.get_sweep("mnist_quick" if quick else "mnist")
   mnist = spec["conditions"]["MNIST"]
   models = ("mlp", "cnn") if quick else harder.IMAGE_MODELS
   conditions = {"MNIST": mnist, "MNIST shuffled": {**mnist, "pixel_permutation": "train_test"}}
@@ -21,6 +21,7 @@ def get_sweep(arg=None):
       **spec,
       "conditions": conditions,
       "grid": [{"model": m, "condition": c} for m in models for c in conditions],
+      **({"seeds": [0, 1, 2], "model_seeds": {"cnn": [0]}} if quick else {}),
       "evals": {
           "normal -> shuffled test": {"from": "MNIST",
                                       "test": {"pixel_permutation": "test", "permutation_seed": 0}},
