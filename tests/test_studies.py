@@ -213,3 +213,70 @@ def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path
     assert os.path.getsize(os.path.join(out, name)) > 0
   text = open(os.path.join(out, "results.md")).read()
   assert "MNIST-1D beside its paper" in text and "**" in text  # the chosen rate in bold
+
+
+def _write_study_files(root, mlp_shuffled_low):
+  """Minimal result files in the formats the study scripts write (numbers chosen by hand to hit
+  each branch of the verdict rules; no study ran)."""
+  def write(study, name, content):
+    os.makedirs(root / study, exist_ok=True)
+    path = root / study / name
+    if name.endswith(".json"):
+      path.write_text(json.dumps(content))
+    else:
+      path.write_text(content)
+
+  def cell(model, condition, mean, ci=0.002, n=5):
+    return {"model": model, "condition": condition, "mean": mean, "ci95": ci, "n": n}
+
+  def diff(d, low, high, **kw):
+    return {"diff": d, "low": low, "high": high, "verdict": report.verdict(low, high), **kw}
+
+  gaps = [diff(0.012, 0.010, 0.014, condition="MNIST", a="cnn", b="mlp", n_a=5, n_b=5),
+          diff(0.03, 0.02, 0.04, condition="Fashion-MNIST", a="cnn", b="mlp", n_a=5, n_b=5),
+          diff(0.30, 0.25, 0.35, condition="MNIST-1D", a="cnn1d", b="mlp", n_a=5, n_b=5)]
+  write("harder", "summary.json", {
+      "cells": [cell("mlp", "MNIST", 0.978), cell("cnn", "MNIST", 0.990),
+                cell("mlp", "Fashion-MNIST", 0.88), cell("cnn", "Fashion-MNIST", 0.91),
+                cell("mlp", "MNIST-1D", 0.55), cell("cnn1d", "MNIST-1D", 0.85)],
+      "gaps": gaps, "shuffles": [], "mnist1d_paper": {"MLP": 68}, "train_hours": 1.0})
+  write("shuffled", "summary.json", {
+      "cells": [cell("cnn", "MNIST shuffled", 0.97), cell("cnn", "normal -> shuffled test", 0.1),
+                cell("mlp", "normal -> shuffled test", 0.1)],
+      "effects": [diff(0.0, mlp_shuffled_low, 0.003, model="mlp", what="MNIST shuffled − MNIST"),
+                  diff(-0.02, -0.03, -0.01, model="cnn", what="MNIST shuffled − MNIST")]})
+  write("translation", "summary.json", {
+      "shift_curves": [{"model": m, "condition": "MNIST", "shift": s, "mean": a, "ci95": 0.01}
+                       for m, s, a in (("mlp", 0, 0.98), ("mlp", 4, 0.3), ("cnn", 0, 0.99),
+                                       ("cnn", 4, 0.6))], "canvas_gaps": []})
+  write("rethinking", "summary.json", {"cells": []})
+  write("params", "results.csv", "model,layer,params\nmlp,Dense_0,100480\ncnn,Conv_0,320\n")
+  write("tabular", "results.csv", "model,condition,seed,test_accuracy\n" + "".join(
+      f"{m},original columns,{s},{a}\n" for m, accs in (("mlp", (0.97, 0.98, 0.99)),
+                                                        ("cnn1d", (0.96, 0.98, 0.97)))
+      for s, a in enumerate(accs)))
+
+
+def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
+  import subprocess
+  _write_study_files(tmp_path, mlp_shuffled_low=-0.002)
+  out = tmp_path / "verdict.md"
+  cmd = [sys.executable, os.path.join(ROOT, "scripts", "verdict.py"),
+         f"--studies_dir={tmp_path}", f"--output={out}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  text = out.read_text()
+  verdicts = [line.split("## ", 1)[1].split(". ", 1)[1] for line in text.splitlines()
+              if line.startswith("## ") and line[3].isdigit()]
+  # 1 CNN beats the MLP by >= 1 pp; 2 MLP at 97.8%; 3 MLP's shuffle change inside ±0.5 pp;
+  # 4 only the untrained-on-shuffled CNN collapses; 5 CNN loses less than the MLP but > 2 pp;
+  # 6 parameter counts; 7 the harder sets' gaps: Fashion +3 pp (< 5), MNIST-1D +30 pp;
+  # 8 the 1-D CNN is no better on the table; 9 the equivalence.
+  assert verdicts == ["holds", "holds", "holds", "holds in part", "holds in part",
+                      "holds in part", "holds in part", "holds", "holds in part"]
+  assert "+1.20 [+1.00, +1.40] pp" in text and "314x fewer" in text
+  assert "Zhang et al. 2017" in text and "89.05%" in text  # the CIFAR-10 anchor
+  # A wider interval of the MLP's shuffle change no longer shows that it "barely changes".
+  _write_study_files(tmp_path, mlp_shuffled_low=-0.02)
+  assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+  assert "## 3. holds in part" in out.read_text()
