@@ -197,11 +197,15 @@ def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path
       "--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/harder.py:quick"),
       "--executor=inline"])
   search = pd.read_csv(os.path.join(out, "lr_search.csv"))
-  assert len(search) == 3 * 2  # logreg, mlp, cnn1d x two rates, seed 0
+  assert set(search["model"]) == {"logreg", "mlp", "cnn1d"} and set(search["seed"]) == {0}
   for model, g in search.groupby("model"):
+    rates = sorted(g["learning_rate"])
+    assert rates[:0] + [r for r in rates if r in (1e-3, 3e-3)] == [1e-3, 3e-3]
     best = g.loc[g["validation_accuracy"].idxmax(), "learning_rate"]
     assert g[g["chosen"]]["learning_rate"].tolist() == [best]
     assert set(frame[frame["model"] == model]["learning_rate"]) == {best}  # every seed uses it
+    # Bracketed: the choice is inside the candidates unless the two extensions ran out.
+    assert rates[0] < best < rates[-1] or len(rates) == 4, (model, rates, best)
   assert set(frame["seed"]) == {0, 1} and len(frame) == 6
   assert (frame["validation_accuracy"] > 0.1).all()
   assert {(g["a"], g["b"]) for g in gaps} == {("cnn1d", "mlp"), ("mlp", "logreg")}
