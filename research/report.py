@@ -140,7 +140,7 @@ def lr_search_table(table: list[dict]) -> list[str]:
   (seed of the search), the chosen one in bold."""
   if not table:
     return []
-  rates = list(dict.fromkeys(r["learning_rate"] for r in table))
+  rates = sorted(set(r["learning_rate"] for r in table))
   lines = ["| model | condition | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | chosen |",
            "|---|---|" + "---|" * (len(rates) + 1)]
   cells = {}
@@ -151,7 +151,7 @@ def lr_search_table(table: list[dict]) -> list[str]:
     for lr in rates:
       r = by_lr.get(lr)
       acc = None if r is None else r["validation_accuracy"]
-      text = "failed" if acc is None else f"{100 * acc:.2f}"
+      text = "" if r is None else "failed" if acc is None else f"{100 * acc:.2f}"
       if r is not None and r["chosen"]:
         text, chosen = f"**{text}**", f"{lr:g}"
       out.append(text)

@@ -7,10 +7,13 @@ rethinking.png and curves.csv into --output_dir.
 
   TFDS_DATA_DIR=.tfds python scripts/study_rethinking.py --output_dir runs/study_rethinking
 """
+import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
 
 from absl import flags  # noqa: E402
 
@@ -33,12 +36,15 @@ def curves(rows):
 def checks(agg):
   acc = {(r["model"], r["condition"]): r for _, r in agg.iterrows()}
   out = []
-  if ("mlp", "random labels") in acc:
-    r = acc["mlp", "random labels"]
-    out.append(("MLP fits random labels: train accuracy >= 95%", r["train_accuracy_mean"] >= 0.95,
-                f"{100 * r['train_accuracy_mean']:.2f}%"))
-    out.append(("MLP on random labels: test accuracy near chance (10% ± 3 pp)",
-                abs(r["test_accuracy_mean"] - 0.10) <= 0.03, f"{100 * r['test_accuracy_mean']:.2f}%"))
+  for model in ("mlp", "cnn"):
+    if (model, "random labels") in acc:
+      r = acc[model, "random labels"]
+      out.append((f"{model.upper()} fits random labels: train accuracy >= 95%",
+                  r["train_accuracy_mean"] >= 0.95,
+                  report.fmt_interval(r["train_accuracy_mean"], r["train_accuracy_ci95"]) + "%"))
+      out.append((f"{model.upper()} on random labels: test accuracy near chance (10% ± 3 pp)",
+                  abs(r["test_accuracy_mean"] - 0.10) <= 0.03,
+                  report.fmt_interval(r["test_accuracy_mean"], r["test_accuracy_ci95"]) + "%"))
   return out
 
 
@@ -49,13 +55,14 @@ def plot(curve_frame, path):
   for j, model in enumerate(models):
     sub = curve_frame[curve_frame["model"] == model]
     for cond, g in sub.groupby("condition", sort=False):
-      stats = g.groupby("step")[["loss", "accuracy"]].agg(["mean", "std"]).fillna(0.0)
-      steps = stats.index.to_numpy() / 1000
+      by_step = list(g.groupby("step"))
+      steps = np.array([s for s, _ in by_step]) / 1000
       for i, metric in enumerate(("loss", "accuracy")):
-        mean, std = stats[metric]["mean"], stats[metric]["std"]
+        stats = np.array([report.t_interval(v[metric]) for _, v in by_step])
+        mean, half = stats[:, 0], np.nan_to_num(stats[:, 1])
         scale = 100 if metric == "accuracy" else 1
         axes[i, j].plot(steps, scale * mean, label=cond)
-        axes[i, j].fill_between(steps, scale * (mean - std), scale * (mean + std), alpha=0.2)
+        axes[i, j].fill_between(steps, scale * (mean - half), scale * (mean + half), alpha=0.2)
     axes[0, j].set_title(f"{model.upper()}: training loss")
     axes[1, j].set_title(f"{model.upper()}: training accuracy (batches, %)")
     axes[1, j].set_xlabel("thousands of steps")
@@ -79,16 +86,23 @@ def _study():
   os.makedirs(output_dir, exist_ok=True)
   curve_frame.to_csv(os.path.join(output_dir, "curves.csv"), index=False)
   plot(curve_frame, os.path.join(output_dir, "rethinking.png"))
-  subsets = {m: o.get("train_subset") for m, o in spec["models"].items() if m in set(frame["model"])}
+  common = spec["common"]
   lines = [f"Command: `{report.command_line()}`", "",
-           f"Dataset {frame['dataset'].iloc[0]}; training subsets {subsets} examples; seeds per "
-           f"model {frame.groupby('model', sort=False)['seed'].nunique().to_dict()}. Train "
+           f"Dataset {frame['dataset'].iloc[0]}; both models on the same {common['train_subset']:,}-"
+           f"image training subset, {common['num_train_steps']:,} steps of batch "
+           f"{common['batch_size']}, Adam {common['learning_rate']:g} (constant); seeds per model "
+           f"{frame.groupby('model', sort=False)['seed'].nunique().to_dict()}. Train "
            "accuracy/loss: the final params on the whole (corrupted) training subset; test: the "
-           "full clean test set (for random labels the test labels are the true ones).", "",
+           "full clean test set (for random labels the test labels are the true ones). Mean ± "
+           "95% t interval over seeds.", "",
            report.markdown_table(agg, metrics=("train_accuracy", "train_loss", "test_accuracy"),
-                                labels={"train_loss": "train loss (nats)"}), ""]
+                                labels={"train_loss": "train loss (nats)"}, spread="ci95"), ""]
   lines += report.claims_table(checks(agg))
   lines += ["", "![rethinking generalization](rethinking.png)"]
+  with open(os.path.join(output_dir, "summary.json"), "w") as f:
+    json.dump({"cells": [{k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}
+                         for _, r in agg.iterrows()], "command": report.command_line()},
+              f, indent=1)
   report.publish(output_dir, FLAGS.results_md, "rethinking", lines, rows)
   return frame, agg
 

@@ -7,6 +7,7 @@ results.csv, results.md and translation.png into --output_dir.
 
   TFDS_DATA_DIR=.tfds python scripts/study_translation.py --output_dir runs/study_translation
 """
+import json
 import os
 import sys
 
@@ -32,8 +33,9 @@ def shift_curves(frame):
       evals.groupby(["model", "condition", "seed", "shift"], sort=False)["test_accuracy"]
       .mean().reset_index()])
   per_seed["shift"] = per_seed["shift"].astype(int)
-  curves = per_seed.groupby(["model", "condition", "shift"], sort=False)["test_accuracy"].agg(
-      ["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+  groups = per_seed.groupby(["model", "condition", "shift"], sort=False)["test_accuracy"]
+  curves = groups.agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+  curves["ci95"] = groups.agg(lambda v: report.t_interval(v)[1]).to_numpy()
   return curves.sort_values("shift", kind="stable")  # groups keep their first-seen order
 
 
@@ -43,7 +45,7 @@ def curve_table(curves) -> str:
            "|" + "---|" * (len(shifts) + 3)]
   for (model, cond), g in curves.groupby(["model", "condition"], sort=False):
     g = g.set_index("shift")
-    cells = [f"{100 * g.loc[s, 'mean']:.1f} ± {100 * g.loc[s, 'std']:.1f}" if s in g.index
+    cells = [report.fmt_interval(g.loc[s, "mean"], g.loc[s, "ci95"], digits=1) if s in g.index
              else "" for s in shifts]
     lines.append(f"| {model} | {cond} | " + " | ".join(cells) + f" | {int(g['count'].max())} |")
   return "\n".join(lines)
@@ -52,8 +54,8 @@ def curve_table(curves) -> str:
 def checks(curves):
   acc = {(r["model"], r["condition"], r["shift"]): r["mean"] for _, r in curves.iterrows()}
   out = []
-  if all((m, "original", s) in acc for m in ("mlp", "cnn") for s in (0, 4)):
-    drop = {m: 100 * (acc[m, "original", 0] - acc[m, "original", 4]) for m in ("mlp", "cnn")}
+  if all((m, "MNIST", s) in acc for m in ("mlp", "cnn") for s in (0, 4)):
+    drop = {m: 100 * (acc[m, "MNIST", 0] - acc[m, "MNIST", 4]) for m in ("mlp", "cnn")}
     out.append(("at a 4 px shift the MLP loses more accuracy than the CNN (no augmentation)",
                 drop["mlp"] > drop["cnn"],
                 f"MLP -{drop['mlp']:.1f} pp, CNN -{drop['cnn']:.1f} pp"))
@@ -65,9 +67,9 @@ def plot(curves, canvas, path):
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
   colors = {"mlp": "tab:blue", "cnn": "tab:orange", "lcn": "tab:green"}
   for (model, cond), g in curves.groupby(["model", "condition"], sort=False):
-    axes[0].errorbar(g["shift"], 100 * g["mean"], yerr=100 * g["std"], capsize=2, marker="o",
-                     ms=3, color=colors.get(model), ls="-" if cond == "original" else "--",
-                     label=f"{model.upper()}, {'no augmentation' if cond == 'original' else cond}")
+    axes[0].errorbar(g["shift"], 100 * g["mean"], yerr=100 * g["ci95"].fillna(0), capsize=2,
+                     marker="o", ms=3, color=colors.get(model), ls="-" if cond == "MNIST" else "--",
+                     label=f"{model.upper()}, {'no augmentation' if cond == 'MNIST' else cond}")
   axes[0].set_xlabel("test shift (px, mean over directions)")
   axes[0].set_ylabel("test accuracy (%)")
   axes[0].set_ylim(0, 100)
@@ -76,7 +78,8 @@ def plot(curves, canvas, path):
   axes[0].set_title("Accuracy vs shift")
   if len(canvas):
     x = np.arange(len(canvas))
-    axes[1].bar(x, 100 * canvas["test_accuracy_mean"], yerr=100 * canvas["test_accuracy_std"],
+    axes[1].bar(x, 100 * canvas["test_accuracy_mean"],
+                yerr=100 * canvas["test_accuracy_ci95"].fillna(0),
                 capsize=3, color=[colors.get(m) for m in canvas["model"]])
     axes[1].set_xticks(x, [m.upper() for m in canvas["model"]])
     axes[1].set_ylim(0, 100)
@@ -91,7 +94,8 @@ def main(argv=None):
 
 def _study():
   output_dir = sweep.dirs()[1]
-  _, _, rows, _ = sweep.run_study(
+  gaps = []
+  spec, _, rows, _ = sweep.run_study(
       "translation", os.path.join(sweep.ROOT, "configs/sweeps/translation.py"))
   sweep.exit_if_failed(rows, output_dir, "translation")
   frame = report.to_frame(rows)
@@ -102,14 +106,34 @@ def _study():
   lines = [f"Command: `{report.command_line()}`", "",
            f"Dataset {frame['dataset'].iloc[0]}, seeds {sorted(set(frame['seed']))}. Test "
            "accuracy (%) with every test image shifted by k px (zero fill), mean over the "
-           "directions of configs/sweeps/translation.py, then mean ± std over seeds. 'augment' runs trained on "
-           "random shifts in [-4, 4] px. Steps and params per model as in the shuffled study.",
+           "directions of configs/sweeps/translation.py, then mean ± 95% t interval over seeds. "
+           "'augment' runs trained on random shifts in [-4, 4] px. Every model the same epochs, "
+           "learning rates chosen on the validation split (below).",
            "", curve_table(curves), ""]
   if len(canvas):
     lines += ["Translated MNIST: each digit at a random position of a 40x40 canvas (train and "
-              "test).", "", report.markdown_table(canvas), ""]
+              "test).", "", report.markdown_table(canvas, metrics=("test_accuracy",),
+                                                  spread="ci95"), ""]
+    models = [m for m in ("cnn", "lcn") if m in set(canvas["model"])]
+    for m in models:
+      a = trained[(trained["model"] == m) & (trained["condition"] == "canvas 40x40")]
+      b = trained[(trained["model"] == "mlp") & (trained["condition"] == "canvas 40x40")]
+      d, low, high = report.diff_interval(a["test_accuracy"], b["test_accuracy"])
+      gaps.append({"condition": "canvas 40x40", "a": m, "b": "mlp", "diff": d, "low": low,
+                   "high": high, "verdict": report.verdict(low, high)})
+      lines.append(f"- {m.upper()} − MLP on the canvas: {report.fmt_diff(d, low, high)} pp "
+                   f"({report.verdict(low, high)})")
+    lines.append("")
   lines += report.claims_table(checks(curves))
-  lines += ["", "![translation](translation.png)"]
+  lines += ["", "Learning rates (final validation accuracy %, seed 0; bold: chosen):", "",
+            *report.lr_search_table(spec.get("lr_search_rows", [])), "",
+            "![translation](translation.png)", "", "![learning curves](translation_curves.png)"]
+  report.plot_learning_curves(
+      report.learning_curves([r for r in rows if r.get("status") != "eval"], "test"),
+      os.path.join(output_dir, "translation_curves.png"), "test accuracy per epoch (mean, 95% CI)")
+  with open(os.path.join(output_dir, "summary.json"), "w") as f:
+    json.dump({"shift_curves": curves.to_dict("records"), "canvas_gaps": gaps,
+               "command": report.command_line()}, f, indent=1, default=float)
   report.publish(output_dir, FLAGS.results_md, "translation", lines, rows)
   return frame, curves
 
