@@ -10,6 +10,7 @@ curves.csv, results.md, efcn_accuracy.png and efcn_subspaces.png into --output_d
   TFDS_DATA_DIR=.tfds python scripts/study_efcn.py --runs_dir=/work/runs/efcn \
       --output_dir=docs/studies/efcn --executor=inline --results_md=docs/results.md
 """
+import json
 import os
 import resource
 import sys
@@ -151,11 +152,26 @@ def state_bytes(run) -> dict:
   return out
 
 
+def verdict_line(diffs: list[dict], relax: dict) -> str:
+  """The study's answer in one line, from its intervals (scripts/verdict.py prints it)."""
+  parts = []
+  for dataset in dict.fromkeys(d["dataset"] for d in diffs):
+    ds = [d for d in diffs if d["dataset"] == dataset]
+    vs_cnn = ", ".join(f"t={d['t']}: {d['efcn_minus_cnn'][0]:+.2f} ± {d['efcn_minus_cnn'][1]:.2f} "
+                       f"({d['efcn_minus_cnn_verdict']})" for d in ds)
+    vs_dense = ", ".join(f"t={d['t']}: {d['efcn_minus_dense'][0]:+.2f} "
+                         f"({d['efcn_minus_dense_verdict']})" for d in ds)
+    parts.append(f"{dataset}: eFCN − CNN trained on {vs_cnn}; eFCN − dense from random init "
+                 f"{vs_dense}")
+  return (f"A CNN mapped to its exact dense network at switch point t (epochs) and trained on for "
+          f"{relax['overrides']['num_epochs']} epochs, test accuracy difference in pp (95% "
+          "interval; > 0 / < 0 where it excludes 0, n.s. where not): " + "; ".join(parts) + ".")
+
+
 def peak_memory(rows, output_dir: str) -> int:
   """Peak resident bytes of the processes that trained this study's runs inline: this one's when
   it trained any, kept in OUTPUT_DIR/peak_rss.json across invocations (a resumed study keeps
   the largest); 0 when unknown (runs trained by Ray workers)."""
-  import json
   path = os.path.join(output_dir, "peak_rss.json")
   peak = json.load(open(path))["peak_rss_bytes"] if os.path.exists(path) else 0
   if FLAGS.executor == "inline" and any(r.get("status") in ("trained", "resumed") for r in rows):
@@ -277,6 +293,9 @@ def _study():
       " (a shared 2-core CPU: not a benchmark).", "",
       "![test accuracy against epoch](efcn_accuracy.png)", "",
       "![weight norm outside each subspace](efcn_subspaces.png)"]
+  with open(os.path.join(output_dir, "summary.json"), "w") as f:
+    json.dump({"diffs": diffs, "verdict_line": verdict_line(diffs, relax), "memory": memory,
+               "command": report.command_line()}, f, indent=1, default=float)
   report.publish(output_dir, FLAGS.results_md, "efcn", lines, rows)
   return frame, curve_frame, diffs
 

@@ -56,7 +56,7 @@ def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
   assert 0 < efcn["outside_local/ConvDense_0"].iloc[-1] <= efcn["outside_conv/ConvDense_0"].iloc[-1]
   dense = curves[curves["model"] == "fcn"].sort_values("epoch")
   assert dense["outside_local/ConvDense_0"].iloc[0] > 0.9
-  for name in ("results.csv", "curves.csv", "results.md", "efcn_accuracy.png",
+  for name in ("results.csv", "curves.csv", "results.md", "summary.json", "efcn_accuracy.png",
                "efcn_subspaces.png"):
     assert os.path.getsize(os.path.join(out, name)) > 0
 
