@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research import UserError, equivalence
+from research import UserError, convdot, equivalence
 
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
@@ -105,6 +105,7 @@ class CNN(nn.Module):
   padding: str = "VALID"  # or "SAME"; the configs use VALID (the seed's Conv2D default)
   strides: int = 1
   pool_impl: str = "reshape"  # or "reduce_window" (nn.max_pool); same values
+  conv_impl: str = "nn.Conv"  # or one of research/convdot.IMPLS: same parameters and math
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -123,8 +124,11 @@ class CNN(nn.Module):
       elif self.local:
         x = nn.ConvLocal(width, k, strides=s, padding=self.padding, dtype=self.dtype,
                          name=f"ConvLocal_{i}")(x)
-      else:
+      elif self.conv_impl == "nn.Conv":
         x = nn.Conv(width, k, strides=s, padding=self.padding, dtype=self.dtype)(x)
+      else:  # named as nn.Conv would be: one parameter tree for every formulation
+        x = convdot.Conv(width, self.kernel_size, self.strides, self.padding, self.conv_impl,
+                         dtype=self.dtype, name=f"Conv_{i}")(x)
       x = nn.relu(x)
       if self.pool_impl == "reshape":
         x = max_pool(x, self.pool)
@@ -136,21 +140,43 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 
-def _mlp(config, num_classes, dtype):
+def conv_impl(config, platform: str | None = None) -> str:
+  """The convolution formulation `config.conv_impl` names; 'auto' picks per backend.
+
+  Measured on the seed CNN's train step (batch 128, Adam, 10 steps per call; scripts/benchmark.py
+  prints this comparison for the CPU it runs on, README "Performance"): on a 2-core Sapphire
+  Rapids Xeon (AVX-512, AVX-512 BF16, AMX) nn.Conv 20.5 ms, xla 17.5-18.1 ms, im2col 24-28 ms,
+  im2col_bf16 20.4-22.9 ms. nn.Conv's bias gradients are sums over N, H and W that XLA:CPU
+  splits into reduce-window ops (4.8 ms of the 20.5 in a profile); `xla` computes them as one
+  matvec each. im2col's dots run at the machine's matmul rate (and bf16 ones through YNNPACK's
+  AMX kernels at 944 GFLOP/s against 274 in float32), but building and folding the patches
+  costs more than Eigen's convolutions lose, on this CPU as on the AVX2 box before it (README).
+  So on every CPU measured 'auto' is 'xla'; on GPU and TPU it is flax's nn.Conv (cuDNN and the
+  TPU compiler have no such gap, and nothing was measured there).
+  """
+  if config.conv_impl != "auto":
+    return config.conv_impl
+  return "xla" if (platform or jax.default_backend()) == "cpu" else "nn.Conv"
+
+
+def _mlp(config, num_classes, dtype, platform=None):
   return MLP(hidden=tuple(config.mlp_hidden), num_classes=num_classes, dtype=dtype)
 
 
-def _cnn(config, num_classes, dtype, local=False, as_dense=False):
+def _cnn(config, num_classes, dtype, local=False, as_dense=False, platform=None):
   return CNN(features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
              pool=config.cnn_pool, dense=tuple(config.cnn_dense), num_classes=num_classes,
-             local=local, as_dense=as_dense, pool_impl=config.pool_impl, dtype=dtype)
+             local=local, as_dense=as_dense, pool_impl=config.pool_impl,
+             conv_impl=conv_impl(config, platform), dtype=dtype)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _mlp,
     "cnn": _cnn,
-    "lcn": lambda config, num_classes, dtype: _cnn(config, num_classes, dtype, local=True),
-    "fcn": lambda config, num_classes, dtype: _cnn(config, num_classes, dtype, as_dense=True),
+    "lcn": lambda config, num_classes, dtype, platform=None: _cnn(
+        config, num_classes, dtype, local=True),
+    "fcn": lambda config, num_classes, dtype, platform=None: _cnn(
+        config, num_classes, dtype, as_dense=True),
 }
 
 
@@ -180,7 +206,7 @@ class Conv1DNet(nn.Module):
 
 
 # Added for the Dense vs Conv studies (scripts/study_tabular.py): a 1-D conv net on a flat vector.
-MODELS["cnn1d"] = lambda config, num_classes, dtype: Conv1DNet(
+MODELS["cnn1d"] = lambda config, num_classes, dtype, platform=None: Conv1DNet(
     features=tuple(config.cnn_features), kernel_size=config.cnn_kernel, pool=config.cnn_pool,
     num_classes=num_classes, dtype=dtype)
 
@@ -199,13 +225,17 @@ def check_config(config) -> None:
       raise UserError(f"{field} must be positive, got {config[field]}")
   if config.pool_impl not in ("reshape", "reduce_window"):
     raise UserError(f"unknown pool_impl {config.pool_impl!r}; choose 'reshape' or 'reduce_window'")
+  if config.conv_impl not in ("auto",) + convdot.IMPLS:
+    raise UserError(f"unknown conv_impl {config.conv_impl!r}; choose one of "
+                    f"{('auto',) + convdot.IMPLS}")
 
 
-def create_model(config, num_classes: int) -> nn.Module:
-  """The model named by `config.model`, built from the config's width fields."""
+def create_model(config, num_classes: int, platform: str | None = None) -> nn.Module:
+  """The model named by `config.model`, built from the config's width fields, for `platform`
+  ('cpu', 'gpu', 'tpu'; default: JAX's default backend), which `conv_impl='auto'` reads."""
   check_config(config)
   dtype = jnp.bfloat16 if config.half_precision else jnp.float32
-  return MODELS[config.model](config, num_classes, dtype)
+  return MODELS[config.model](config, num_classes, dtype, platform=platform)
 
 
 def weight_metrics_fn(model: nn.Module, image_shape) -> Callable[[dict], dict] | None:

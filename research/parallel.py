@@ -26,6 +26,10 @@ FLAVOURS = ("jit", "pmap", "single")
 # steps on CPU turn YNNPACK off unless `config.xla_cpu_ynnpack` is set. A per-compile option,
 # probed once: jaxlib versions without it compile as usual.
 _YNNPACK_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# YNNPACK for dots only (Eigen keeps the convolutions): its kernels run bfloat16 x bfloat16 ->
+# float32 dots on AVX-512 BF16 / AMX at 944 GFLOP/s here (the seed CNN's second conv as a dot)
+# where Eigen's cannot; conv_impl='im2col_bf16' asks for it (research/convdot.py).
+_YNNPACK_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,12 +41,13 @@ def _ynnpack_option_exists() -> bool:
     return False
 
 
-def compiler_options(ynnpack: bool = False, platform: str | None = None) -> dict | None:
+def compiler_options(ynnpack: bool = False, platform: str | None = None,
+                     ynnpack_dots: bool = False) -> dict | None:
   """`jax.jit(..., compiler_options=...)` for the train and eval steps on `platform` (default:
-  JAX's default backend)."""
+  JAX's default backend): YNNPACK off, or (`ynnpack_dots`) on for dots only."""
   if ynnpack or (platform or jax.default_backend()) != "cpu" or not _ynnpack_option_exists():
     return None
-  return dict(_YNNPACK_OFF)
+  return dict(_YNNPACK_DOTS if ynnpack_dots else _YNNPACK_OFF)
 
 
 def host_slice(global_idx: np.ndarray) -> np.ndarray:
@@ -189,11 +194,12 @@ class PmapRunner:
                          for b in range(global_idx.shape[0])])
 
 
-def make_runner(parallelism: str, train_chunk, eval_step, ynnpack: bool = False, devices=None):
+def make_runner(parallelism: str, train_chunk, eval_step, ynnpack: bool = False, devices=None,
+                ynnpack_dots: bool = False):
   """The runner over `devices` (default: jax.devices(); research/preflight.py passes the devices
   of a TPU topology description, to compile for them without them)."""
   devices = list(jax.devices() if devices is None else devices)
-  options = compiler_options(ynnpack, devices[0].platform)
+  options = compiler_options(ynnpack, devices[0].platform, ynnpack_dots)
   if parallelism == "jit":
     return MeshRunner(devices, train_chunk, eval_step, options)
   if parallelism == "single":

@@ -205,7 +205,7 @@ def _next_boundary(step, total, config, steps_per_epoch, steps_per_call):
 
 # Fields added after runs were made, with the value a saved config without them ran with.
 ADDED_FIELDS = {"init_from": "", "init_from_step": -1, "clutter_pieces": 0, "clutter_size": 8,
-                "validation_size": 0}
+                "validation_size": 0, "conv_impl": "auto"}
 
 # Fields that may change between a run and its resumption: they do not change the numbers.
 RESUMABLE_FIELDS = frozenset({
@@ -240,7 +240,8 @@ class Program:
   def __init__(self, config, ds: data.Dataset, platform: str, num_devices: int):
     self.config = config
     self.image_shape = ds.image_shape
-    self.model = models.create_model(config, ds.num_classes)
+    self.model = models.create_model(config, ds.num_classes, platform)
+    self.conv_impl = models.conv_impl(config, platform)  # what 'auto' chose, for results.json
     self.n_train = len(ds.train_labels)
     self.steps_per_epoch = self.n_train // config.batch_size
     if self.steps_per_epoch == 0:
@@ -266,7 +267,8 @@ class Program:
 
   def make_runner(self, devices=None):
     return parallel.make_runner(self.config.parallelism, self.train_chunk, self.eval_step,
-                                ynnpack=self.config.xla_cpu_ynnpack, devices=devices)
+                                ynnpack=self.config.xla_cpu_ynnpack, devices=devices,
+                                ynnpack_dots=self.conv_impl == "im2col_bf16")
 
 
 class Experiment:
@@ -446,6 +448,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       "parallelism": config.parallelism, "num_devices": runner.num_devices,
       "num_processes": jax.process_count(), "batch_size": config.batch_size,
       "learning_rate": config.learning_rate, "optimizer": config.optimizer,
+      "conv_impl": exp.program.conv_impl, "cpu": _cpu_name(),
   }
   if val:
     results.update(validation_accuracy=val["accuracy"], validation_loss=val["loss"],
@@ -505,7 +508,7 @@ def load_model(workdir: str, step: int | None = None):
   workdir = os.path.abspath(workdir)
   try:
     with open(os.path.join(workdir, "config.json")) as f:
-      config = ml_collections.ConfigDict(json.load(f))
+      config = ml_collections.ConfigDict({**ADDED_FIELDS, **json.load(f)})
     with open(os.path.join(workdir, "model_info.json")) as f:
       info = json.load(f)
   except FileNotFoundError as e:
@@ -518,6 +521,20 @@ def load_model(workdir: str, step: int | None = None):
   if state is None:
     raise UserError(f"no checkpoints in {workdir}")
   return model, state.params, config
+
+
+def _cpu_name() -> str:
+  """This machine's CPU model and its vector extensions that matter to XLA:CPU's kernels."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      info = f.read()
+  except OSError:  # not Linux
+    return "unknown"
+  name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")),
+              "unknown")
+  flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
+  isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+  return f"{name} ({', '.join(isa) or 'no AVX2'})"
 
 
 SECONDS_FILE = "train_seconds.json"  # {step: training seconds up to it}, one per checkpoint

@@ -45,22 +45,25 @@ def _summary(epoch_seconds, accuracies, model):
           "accuracies": accuracies, "peak_mb": _peak_mb()}
 
 
-def run_project(model, epochs):
+def run_project(model, epochs, conv_impl="auto"):
   from configs import mnist_cnn, mnist_mlp
   from research import metrics, train
   c = (mnist_cnn if model == "cnn" else mnist_mlp).get_config()
   c.num_epochs, c.lr_schedule, c.parallelism = epochs, "constant", "single"
+  c.conv_impl = conv_impl
   c.checkpoint_every_steps, c.eval_train = 10**9, False
   with tempfile.TemporaryDirectory() as workdir:
-    train.train_and_evaluate(c, workdir)
+    results = train.train_and_evaluate(c, workdir)
     tests = [m for m in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")) if m["split"] == "test"]
   cumulative = [m["train_seconds"] for m in tests]
   epoch_seconds = [b - a for a, b in zip([0.0] + cumulative, cumulative)]
-  return _summary(epoch_seconds, [m["accuracy"] for m in tests], model)
+  out = _summary(epoch_seconds, [m["accuracy"] for m in tests], model)
+  return {**out, "conv_impl": results["conv_impl"], "cpu": results["cpu"]}
 
 
 def run_keras(model, epochs):
   os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+  os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # the peer at its best: TF's oneDNN kernels on x86
   from research import data
   import numpy as np
   import tensorflow as tf
@@ -129,7 +132,7 @@ def _timed(fn):
 
 def _worker(args):
   if args.worker == "project":
-    out = run_project(args.model, args.epochs)
+    out = run_project(args.model, args.epochs, args.conv_impl)
   elif args.worker == "keras":
     out = run_keras(args.model, args.epochs)
   else:
@@ -137,9 +140,9 @@ def _worker(args):
   print("RESULT " + json.dumps(out), flush=True)
 
 
-def _spawn(worker, model, args):
+def _spawn(worker, model, args, conv_impl="auto"):
   cmd = [sys.executable, os.path.abspath(__file__), f"--worker={worker}", f"--model={model}",
-         f"--epochs={args.epochs}"]
+         f"--epochs={args.epochs}", f"--conv_impl={conv_impl}"]
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   if proc.returncode or not lines:
@@ -157,6 +160,10 @@ flags.DEFINE_list("models", ["cnn", "mlp"], "Seed models to compare.")
 flags.DEFINE_string("output_dir", "runs/benchmark", "benchmark.md and benchmark.json.")
 flags.DEFINE_enum("worker", None, ["project", "keras", "roofline"], "Internal: one measurement.")
 flags.DEFINE_string("model", "cnn", "Internal: the worker's model.")
+flags.DEFINE_string("conv_impl", "auto", "Internal: the project worker's config.conv_impl.")
+flags.DEFINE_list("conv_impls", ["nn.Conv", "im2col", "im2col_bf16"],
+                  "More project rows for the CNN, one per convolution formulation "
+                  "(research/convdot.py), beside the one `auto` picks; empty: none.")
 
 
 def main(argv):
@@ -170,22 +177,42 @@ def main(argv):
   os.makedirs(args.output_dir, exist_ok=True)
   rows, report = [], {"epochs": args.epochs, "jax": jax.__version__, "device": str(jax.devices()[0]),
                       "cpu_count": os.cpu_count()}
-  lines = [f"Benchmark: `python scripts/benchmark.py --epochs={args.epochs}` (jax {jax.__version__}, {jax.devices()[0].platform}, "
-           f"{os.cpu_count()} CPUs), real MNIST, batch 128, Adam 1e-3.", "",
-           "| model | framework | images/s | compile s | time to target | final test acc | peak RSS MB |",
-           "|---|---|---|---|---|---|---|"]
+  flag_text = "" if args.conv_impls == ["nn.Conv", "im2col", "im2col_bf16"] else \
+      f" --conv_impls={','.join(args.conv_impls)}"
+  head = [f"Benchmark: `python scripts/benchmark.py --epochs={args.epochs}{flag_text}` (jax "
+          f"{jax.__version__}, {jax.devices()[0].platform}, {os.cpu_count()} CPUs), real MNIST, batch "
+          "128, Adam 1e-3.", "",
+          "| model | framework | images/s | compile s | time to target | final test acc | peak RSS MB |",
+          "|---|---|---|---|---|---|---|"]
+  lines, impl_lines = [], []
   for model in args.models:
     res = {fw: _spawn(fw, model, args) for fw in ("project", "keras")}
     report[model] = res
+    report["cpu"] = res["project"]["cpu"]
     for fw, r in res.items():
-      lines.append(f"| {model} | {fw} | {r['images_per_s']:,.0f} | {r['compile_s']:.1f} | "
+      name = f"project ({r['conv_impl']})" if fw == "project" and model == "cnn" else fw
+      lines.append(f"| {model} | {name} | {r['images_per_s']:,.0f} | {r['compile_s']:.1f} | "
                    f"{_fmt(r['to_target_s'], '.1f')} (to {100 * TARGET[model]:.1f}%) | "
                    f"{100 * r['final_accuracy']:.2f}% | {r['peak_mb']:,.0f} |")
+    if model == "cnn":  # the other convolution formulations, in the same run
+      for impl in [i for i in args.conv_impls if i != res["project"]["conv_impl"]]:
+        r = report.setdefault("cnn_conv_impls", {})[impl] = _spawn("project", model, args, impl)
+        impl_lines.append(f"| {impl} | {r['images_per_s']:,.0f} | "
+                          f"{r['images_per_s'] / res['keras']['images_per_s']:.2f}x | "
+                          f"{r['images_per_s'] / res['project']['images_per_s']:.2f}x | "
+                          f"{_fmt(r['to_target_s'], '.1f')} | {100 * r['final_accuracy']:.2f}% |")
     a, b = res["project"], res["keras"]
     ratio = (f"{a['to_target_s'] / b['to_target_s']:.2f}x" if a["to_target_s"] and b["to_target_s"]
              else "n/a (a side did not reach the target)")
     rows.append(f"| {model} | {a['images_per_s'] / b['images_per_s']:.2f}x | {ratio} |")
+  lines = [head[0].replace("real MNIST", f"{report.get('cpu', 'unknown CPU')}, real MNIST")] + \
+      head[1:] + lines
   lines += ["", "| model | images/s project/Keras | time to target project/Keras |", "|---|---|---|"] + rows
+  if impl_lines:
+    lines += ["", f"The seed CNN's other convolution formulations (`config.conv_impl`; the project row "
+              f"above is `{report['cnn']['project']['conv_impl']}`, what `auto` picks here):", "",
+              "| conv_impl | images/s | / Keras | / project row | time to 99.0% | final test acc |",
+              "|---|---|---|---|---|---|"] + impl_lines
   lines += ["", "| model | train step GFLOP (XLA) | matmul GFLOP/s here | ceiling images/s | "
             "project images/s / ceiling | ceiling / Keras images/s |", "|---|---|---|---|---|---|"]
   for model in args.models:

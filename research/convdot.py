@@ -1,0 +1,141 @@
+"""Formulations of nn.Conv's 2-D convolution layer: the same parameters, the same math.
+
+`config.conv_impl` picks one (research/models.conv_impl: 'auto' is `xla` on CPU):
+
+  xla          lax.conv_general_dilated (XLA:CPU runs it with Eigen's kernels), the bias added by
+               `bias_add`, whose gradient is one matvec: nn.Conv's is a sum over N, H and W that
+               XLA:CPU splits into reduce-window ops, 4.8 ms of a 20.5 ms seed CNN step here.
+  im2col       `conv2d`: a convolution *is* a dense matmul on patches (research/equivalence.py).
+               The patches come from k*k strided slices of the input and one dot makes the output;
+               its `custom_vjp` gives the backward the same form: the kernel's gradient is
+               patches^T @ dy and the input's is dy @ kernel^T folded back onto the input by the
+               transpose of the slicing (pads and adds).
+  im2col_bf16  `conv2d` with bfloat16 dot operands, float32 accumulation and float32 results
+               (`preferred_element_type`); the steps then compile with YNNPACK for dots
+               (research/parallel.py), whose AVX-512 BF16 / AMX kernels run them far faster than
+               float32. Parameters, activations, gradients and Adam stay float32.
+
+What each costs on the CPU at hand is in the benchmark (scripts/benchmark.py prints a row per
+formulation; README "Performance"). On the Sapphire Rapids box of issue 16 the dots of im2col
+ran at the machine's matmul rate (the second conv's forward: 274 GFLOP/s in float32, 944 in
+bfloat16, against 234 for Eigen's convolution), but XLA:CPU materializes each slice of the
+patches, their concatenation and the fold in separate passes over memory, which cost more than
+the dots save: im2col 24-28 ms a step, im2col_bf16 19-23 ms, xla 17-18 ms, nn.Conv 20.5 ms.
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _patches(x, k: int, strides: int, out_hw):
+  """[N, H, W, C] (already padded) -> [N, Ho, Wo, k*k*C], taps in (row, col, channel) order:
+  the order of an HWIO kernel reshaped to [k*k*C, F]."""
+  ho, wo = out_hw
+  s = strides
+  taps = [x[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
+          for i in range(k) for j in range(k)]
+  return jnp.concatenate(taps, axis=-1)
+
+
+def _out_hw(hw, k, strides):
+  return tuple((d - k) // strides + 1 for d in hw)
+
+
+def _dot(a, b, contract, dtype):
+  return jax.lax.dot_general(a.astype(dtype), b.astype(dtype), (contract, ((), ())),
+                             preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x, kernel, strides: int = 1, compute_dtype=jnp.float32):
+  """VALID convolution of x [N, H, W, C] with an HWIO kernel [k, k, C, F] -> float32 [N, Ho, Wo, F]."""
+  return _forward(x, kernel, strides, compute_dtype)[0]
+
+
+def _forward(x, kernel, strides, compute_dtype):
+  k, _, c, f = kernel.shape
+  patches = _patches(x, k, strides, _out_hw(x.shape[1:3], k, strides)).astype(compute_dtype)
+  y = _dot(patches, kernel.reshape(k * k * c, f), ((3,), (0,)), compute_dtype)
+  # An empty [N, H, W, 0] array carries x's shape and dtype to the backward.
+  return y, (patches, kernel, jnp.zeros(x.shape[:3] + (0,), x.dtype))
+
+
+def _fwd(x, kernel, strides, compute_dtype):
+  return _forward(x, kernel, strides, compute_dtype)
+
+
+def _bwd(strides, compute_dtype, residuals, dy):
+  patches, kernel, x_like = residuals
+  k, _, c, f = kernel.shape
+  x_shape, x_dtype = x_like.shape[:3] + (c,), x_like.dtype
+  dkernel = _dot(patches, dy, ((0, 1, 2), (0, 1, 2)), compute_dtype).reshape(kernel.shape)
+  dpatches = _dot(dy, kernel.reshape(k * k * c, f), ((3,), (1,)), compute_dtype)
+  # The patches are a linear function of x: its transpose folds dpatches back (pads and adds).
+  fold = jax.linear_transpose(lambda x: _patches(x, k, strides, dy.shape[1:3]),
+                              jax.ShapeDtypeStruct(x_shape, jnp.float32))
+  (dx,) = fold(dpatches)
+  return dx.astype(x_dtype), dkernel.astype(kernel.dtype)
+
+
+conv2d.defvjp(_fwd, _bwd)
+
+
+@jax.custom_vjp
+def bias_add(y, bias):
+  """y [..., F] + bias [F]; the bias gradient as ones @ dy (one matvec). XLA:CPU splits the
+  plain sum over N, H, W into reduce-window ops that ran at a fraction of memory speed here."""
+  return y + bias
+
+
+def _bias_fwd(y, bias):
+  return y + bias, None
+
+
+def _bias_bwd(_, dy):
+  flat = dy.reshape(-1, dy.shape[-1])
+  return dy, jnp.ones((flat.shape[0],), flat.dtype) @ flat
+
+
+bias_add.defvjp(_bias_fwd, _bias_bwd)
+
+
+IMPLS = ("nn.Conv", "xla", "im2col", "im2col_bf16")
+
+
+class Conv(nn.Module):
+  """nn.Conv(features, (k, k), strides, padding) with the same parameters (names, shapes,
+  initialisers: a checkpoint of one loads into the other), computed by `impl`:
+
+    xla          the same convolution, the bias gradient as a matvec (`bias_add`)
+    im2col       `conv2d`: patches x matrix forward and backward, float32
+    im2col_bf16  `conv2d` with bfloat16 dot operands, float32 accumulation and results
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  padding: str = "VALID"  # or "SAME"
+  impl: str = "xla"
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.strides
+    if self.impl not in IMPLS[1:]:
+      raise ValueError(f"unknown conv impl {self.impl!r}; choose one of {IMPLS}")
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    if self.impl == "xla":
+      y = jax.lax.conv_general_dilated(x, kernel, (s, s), self.padding,
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return bias_add(y, bias)
+    if self.padding == "SAME":  # as XLA pads for SAME: the extra row/column at the end
+      pads = []
+      for d in x.shape[1:3]:
+        total = max((-(-d // s) - 1) * s + k - d, 0)
+        pads.append((total // 2, total - total // 2))
+      x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    dtype = jnp.bfloat16 if self.impl == "im2col_bf16" else jnp.float32
+    return bias_add(conv2d(x, kernel, s, dtype).astype(self.dtype), bias)
