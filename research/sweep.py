@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)  # configs/
 
 from absl import app, flags  # noqa: E402
 
-from research import UserError, evals, executors, grid, report  # noqa: E402
+from research import UserError, evals, executors, grid, records, report  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep", None, "Sweep file[:arg], e.g. configs/sweeps/shuffled.py:quick.")
@@ -47,6 +47,9 @@ flags.DEFINE_string("compilation_cache", "auto", "JAX's persistent compilation c
                     "runs: auto (a directory in each machine's temp dir), a path, or '' (none).")
 flags.DEFINE_string("results_md", "", "Also write the table into this markdown file's section "
                     "for the study.")
+flags.DEFINE_string("records", "auto", "Run records (research/records.py): finished runs missing "
+                    "from --runs_dir are restored from this file instead of trained again, and "
+                    "every finished run is added to it. auto: OUTPUT_DIR/runs.jsonl; '': none.")
 
 
 def parse_flags(argv: list[str]) -> None:
@@ -71,6 +74,37 @@ def dirs() -> tuple[str, str]:
   output_dir = FLAGS.output_dir or FLAGS.runs_dir
   runs_dir = FLAGS.runs_dir or os.path.join(output_dir, "runs")
   return os.path.abspath(runs_dir), output_dir
+
+
+def records_file() -> str:
+  if FLAGS.records != "auto":
+    return FLAGS.records
+  return os.path.join(dirs()[1], "runs.jsonl")
+
+
+def _executor(spec: dict, runs_dir: str, log, seen: list):
+  """execute(runs) -> outcomes with the flags' executor; runs missing from runs_dir are first
+  restored from the records file; `seen` collects every run executed (for records.save)."""
+  options = ray_options(spec) if FLAGS.executor == "ray" else {}
+  cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
+  path = records_file()
+
+  def execute(runs):
+    restored = records.restore(path, runs_dir, [r.name for r in runs])
+    if restored:
+      log(f"  {len(restored)} finished runs restored from {path}")
+    seen.extend(r.name for r in runs)
+    return executors.run_runs(runs, runs_dir, FLAGS.executor, log=log, compilation_cache=cache,
+                              **options)
+
+  return execute
+
+
+def save_records(runs_dir: str, names, log=print) -> None:
+  path = records_file()
+  if path:
+    n = records.save(path, runs_dir, names)
+    log(f"run records: {n} runs in {path}")
 
 
 def ray_options(spec: dict) -> dict:
@@ -102,19 +136,15 @@ def run_study(study: str, default_sweep: str | None = None, log=print):
   seeds = grid.parse_seeds(FLAGS.seeds)
   grid.check_set_overrides(grid.expand(spec, overrides, seeds), overrides)
   os.makedirs(output_dir, exist_ok=True)
-  options = ray_options(spec) if FLAGS.executor == "ray" else {}
-  cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
-
-  def execute(runs):
-    return executors.run_runs(runs, runs_dir, FLAGS.executor, log=log, compilation_cache=cache,
-                              **options)
-
+  seen = []
+  execute = _executor(spec, runs_dir, log, seen)
   if spec.get("lr_search") and "learning_rate" not in overrides:
     spec = choose_learning_rates(spec, overrides, execute, log=log, study=study)
   runs = grid.expand(spec, overrides, seeds)
   log(f"{study}: {len(runs)} runs in {runs_dir} ({FLAGS.executor})")
   rows = result_rows(study, runs, execute(runs), runs_dir)
   rows += evals.run_evals(spec, runs, rows, runs_dir, log=log)
+  save_records(runs_dir, seen, log)
   return spec, runs, rows, runs_dir
 
 
@@ -123,10 +153,9 @@ def run_stage(study: str, spec: dict, runs: list, runs_dir: str, log=print) -> l
   e.g. runs that start from other runs' checkpoints) with the flags' executor; rows as
   run_study's."""
   log(f"{study}: {len(runs)} runs in {runs_dir} ({FLAGS.executor})")
-  options = ray_options(spec) if FLAGS.executor == "ray" else {}
-  cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
-  outcomes = executors.run_runs(runs, runs_dir, FLAGS.executor, log=log, compilation_cache=cache,
-                                **options)
+  seen = []
+  outcomes = _executor(spec, runs_dir, log, seen)(runs)
+  save_records(runs_dir, seen, log)
   return result_rows(study, runs, outcomes, runs_dir)
 
 

@@ -218,6 +218,27 @@ def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path
   text = open(os.path.join(out, "results.md")).read()
   assert "MNIST-1D beside its paper" in text and "**" in text  # the chosen rate in bold
 
+  # Run records: with the runs folder gone (a machine handed back), the same command rebuilds
+  # every output from OUTPUT_DIR/runs.jsonl without training anything.
+  import shutil
+  from research import records
+  kept = records.read(os.path.join(out, "runs.jsonl"))
+  assert len(kept) == len(search) + 3  # every candidate, and seed 1 of each model
+  assert all("metrics.jsonl" in files and "results.json" in files for files in kept.values())
+  shutil.rmtree(os.path.join(out, "runs"))
+  os.remove(os.path.join(out, "results.md"))
+  again, _, gaps2 = study_harder.main([
+      "--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/harder.py:quick"),
+      "--executor=inline"])
+  assert set(again["status"]) == {"done"}
+  cols = ["model", "seed", "learning_rate", "test_accuracy", "validation_accuracy"]
+  pd.testing.assert_frame_equal(again[cols].reset_index(drop=True), frame[cols].reset_index(drop=True))
+  assert gaps2 == gaps and open(os.path.join(out, "results.md")).read() == text
+  assert not any(os.path.isdir(os.path.join(out, "runs", n, "checkpoints")) for n in kept)
+  (tmp_path / "bad.jsonl").write_text("not json\n")
+  with pytest.raises(ValueError, match="line 1: not a run record"):
+    records.read(str(tmp_path / "bad.jsonl"))
+
 
 def _write_study_files(root, mlp_shuffled_low):
   """Minimal result files in the formats the study scripts write (numbers chosen by hand to hit

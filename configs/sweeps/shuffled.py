@@ -6,7 +6,9 @@ The budgets, validation split and learning-rate search are the harder-task study
 --runs_dir.
 
   python scripts/study_shuffled.py --output_dir docs/studies/shuffled --runs_dir /work/runs/harder
-  ...:quick  a short version for tests (MLP and CNN, a few steps)
+  ...:quick   a short version for tests (MLP and CNN, a few steps)
+  ...:no_lcn  the MLP and the CNN only (an LCN run costs ~7 CNN runs of this budget here; the
+              LCN's shuffled-pixels cell at equal budget is in the harder-task study)
 """
 from configs.sweeps import harder
 
@@ -15,7 +17,9 @@ def get_sweep(arg=None):
   quick = arg == "quick"
   spec = harder.get_sweep("mnist_quick" if quick else "mnist")
   mnist = spec["conditions"]["MNIST"]
-  models = ("mlp", "cnn") if quick else harder.IMAGE_MODELS
+  if arg not in (None, "", "quick", "no_lcn"):
+    raise ValueError(f"unknown argument {arg!r}; choose quick or no_lcn")
+  models = ("mlp", "cnn") if arg in ("quick", "no_lcn") else harder.IMAGE_MODELS
   conditions = {"MNIST": mnist, "MNIST shuffled": {**mnist, "pixel_permutation": "train_test"}}
   return {
       **spec,

@@ -6,6 +6,8 @@ validation split, as in the harder-task study (configs/sweeps/harder.py), whose 
 this study's 'MNIST' runs (trained once with a shared --runs_dir).
 
   python scripts/study_translation.py --output_dir runs/study_translation
+  ...:quick   a short version for tests
+  ...:no_lcn  the MLP and the CNN only (the LCN's MNIST runs are its costliest part here)
 """
 from configs.sweeps import shuffled
 
@@ -18,7 +20,7 @@ AUGMENT = 4  # px: training shifts in [-4, 4]^2
 
 def get_sweep(arg=None):
   quick = arg == "quick"
-  base = shuffled.get_sweep("quick" if quick else None)
+  base = shuffled.get_sweep(arg)
   models = dict(base["models"])
   mnist = base["conditions"]["MNIST"]
   conditions = {"MNIST": mnist, f"MNIST augment ±{AUGMENT}px": {**mnist, "augment_shift": AUGMENT},
