@@ -100,7 +100,7 @@ def _study():
   lcn = (f" (LCN {lcn_seeds})" if lcn_seeds else " (no LCN: its shuffled-pixels cell at equal "
          "budget is in the harder-task study, on Fashion-MNIST)")
   lines = [f"Command: `{report.command_line()}`", "",
-           f"Dataset {agg.attrs['dataset']}, seeds {sorted(set(frame['seed']))}{lcn}, {epochs} epochs for every "
+           f"Dataset {agg.attrs['dataset']}, seeds {sorted(set(frame['seed']))}{lcn}, {', '.join(map(str, epochs))} epochs for every "
            "model, learning rates chosen on a 5,000-image validation split (below); one fixed "
            "pixel permutation (permutation_seed 0). 'normal -> shuffled test' scores the params "
            "of the 'MNIST' runs on permuted test images (no retraining).", "",

@@ -4,7 +4,8 @@ numbers with their 95% intervals, from the studies' result files (nothing typed 
   python scripts/verdict.py [--studies_dir docs/studies] [--output docs/verdict.md]
 
 Reads STUDIES_DIR/{harder,shuffled,translation,rethinking}/summary.json and
-{params,tabular}/results.csv (and efcn/summary.json when that study has run). A missing file is
+{params,tabular}/results.csv (and, when they have run, efcn/summary.json and
+harder_cluttered/summary.json, the harder-task study's cluttered part run on its own). A missing file is
 an error (one line naming it and the command that writes it; exit 1): a verdict is never drawn
 from a study that did not run. Each verdict follows the rule printed under it.
 """
@@ -86,6 +87,12 @@ def gap(summary, a, b, condition):
 def claims():
   """[(source, quote, verdict, evidence lines, rule)] from the studies' files."""
   harder, shuffled = load("harder"), load("shuffled")
+  part = os.path.join(FLAGS.studies_dir, "harder_cluttered", "summary.json")
+  if os.path.isfile(part):  # the harder-task study's cluttered part, run on its own
+    with open(part) as f:
+      extra = json.load(f)
+    harder = {**harder, "cells": harder["cells"] + extra["cells"],
+              "gaps": harder["gaps"] + extra["gaps"], "parts": [extra.get("command", "")]}
   translation, rethinking = load("translation"), load("rethinking")
   params, tabular = load_csv("params"), load_csv("tabular")
   out = []
@@ -248,6 +255,16 @@ def render(found, harder, rethink) -> str:
               ", ".join(f"{k} ~{v}%" for k, v in paper.items()) +
               "; this project's numbers at its budget are in docs/results.md (harder tasks). "
               "The seeds' own numbers are quoted in the claims above."]
+  bench = os.path.join(os.path.dirname(FLAGS.studies_dir), "benchmark", "benchmark.json")
+  if os.path.isfile(bench):  # the seeds' own Keras code, run by scripts/benchmark.py
+    with open(bench) as f:
+      b = json.load(f)
+    runs = [(m, b[m]["keras"], b[m]["project"]) for m in ("cnn", "mlp") if m in b]
+    lines += ["", "The seeds' own Keras models on MNIST, trained by `scripts/benchmark.py` "
+              f"(batch 128, Adam 1e-3, {b['epochs']} epochs, one seed; the project's models "
+              "beside them in the same run): " + "; ".join(
+                  f"{m.upper()} Keras {100 * k['final_accuracy']:.2f}%, this project "
+                  f"{100 * p['final_accuracy']:.2f}%" for m, k, p in runs) + "."]
   keys = [("mlp", "random labels"), ("cnn", "random labels")]
   if all(k in rethink for k in keys):
     lines += ["", "## Beside the claims: memorization (Zhang et al. 2017)", ""]
@@ -264,6 +281,7 @@ def render(found, harder, rethink) -> str:
       lines += ["", "## Same function, different learning (eFCN)", "", line]
   lines += ["", f"Harder-task study command: `{harder.get('command', '')}`; training time of "
             f"its runs {harder.get('train_hours', float('nan')):.1f} h."]
+  lines += [f"Its part run on its own: `{c}`." for c in harder.get("parts", [])]
   return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ runs on the 60x60 canvas).
   python scripts/study_harder.py --output_dir docs/studies/harder --runs_dir /work/runs/harder
   ...:mnist1d,fashion     only those datasets (keys: DATASETS); runs are shared, so a study can be
                           run in parts and then once whole (finished runs are read back)
+  ...:cluttered,no_lcn    those datasets without the LCN
   ...:quick               MNIST-1D only, 3 epochs, 2 seeds, 2 candidate rates: the tests
   ...:mnist_quick         MNIST with few steps: the base of the shuffled study's quick variant
 """
@@ -49,11 +50,15 @@ def get_sweep(arg=None):
   quick = arg in ("quick", "mnist_quick")
   keys = {"quick": ["mnist1d"], "mnist_quick": ["mnist"], None: OFFLINE, "": OFFLINE}.get(
       arg) or arg.split(",")
+  no_lcn = "no_lcn" in keys  # a part without the LCN (its runs cost the most here)
+  keys = [k for k in keys if k != "no_lcn"] or OFFLINE
   unknown = [k for k in keys if k not in DATASETS]
   if unknown:
-    raise ValueError(f"unknown dataset keys {unknown}; choose from {list(DATASETS)}")
+    raise ValueError(f"unknown dataset keys {unknown}; choose from {list(DATASETS)} (and "
+                     "no_lcn)")
   conditions = {DATASETS[k][0]: dict(DATASETS[k][1]) for k in keys}
-  grid = [{"model": m, "condition": DATASETS[k][0]} for k in keys for m in DATASETS[k][2]]
+  grid = [{"model": m, "condition": DATASETS[k][0]} for k in keys for m in DATASETS[k][2]
+          if not (no_lcn and m == "lcn")]
   common = {"parallelism": "single", "optimizer": "adam", "lr_schedule": "cosine",
             "batch_size": 128, "num_epochs": EPOCHS, "validation_size": 5000,
             "eval_every_epochs": 1, "eval_train": False, "log_every_steps": 430,
