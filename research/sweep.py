@@ -84,7 +84,8 @@ def records_file() -> str:
 
 def _executor(spec: dict, runs_dir: str, log, seen: list):
   """execute(runs) -> outcomes with the flags' executor; runs missing from runs_dir are first
-  restored from the records file; `seen` collects every run executed (for records.save)."""
+  restored from the records file, and the finished ones are added to it after each batch;
+  `seen` collects every run executed (for the final save, after the evaluations)."""
   options = ray_options(spec) if FLAGS.executor == "ray" else {}
   cache = None if FLAGS.compilation_cache == "auto" else FLAGS.compilation_cache
   path = records_file()
@@ -94,8 +95,12 @@ def _executor(spec: dict, runs_dir: str, log, seen: list):
     if restored:
       log(f"  {len(restored)} finished runs restored from {path}")
     seen.extend(r.name for r in runs)
-    return executors.run_runs(runs, runs_dir, FLAGS.executor, log=log, compilation_cache=cache,
-                              **options)
+    try:
+      return executors.run_runs(runs, runs_dir, FLAGS.executor, log=log,
+                                compilation_cache=cache, **options)
+    finally:  # what finished is kept even when the sweep stops here (Ctrl-C, a failure)
+      if path:
+        records.save(path, runs_dir, [r.name for r in runs])
 
   return execute
 
