@@ -28,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research import equivalence
+
 
 def _patches(x, k: int, strides: int, out_hw):
   """[N, H, W, C] (already padded) -> [N, Ho, Wo, k*k*C], taps in (row, col, channel) order:
@@ -40,7 +42,7 @@ def _patches(x, k: int, strides: int, out_hw):
 
 
 def _out_hw(hw, k, strides):
-  return tuple((d - k) // strides + 1 for d in hw)
+  return equivalence.conv_output_hw(hw, (k, k), (strides, strides), ((0, 0), (0, 0)), (1, 1))
 
 
 def _dot(a, b, contract, dtype):
@@ -62,10 +64,6 @@ def _forward(x, kernel, strides, compute_dtype):
   return y, (patches, kernel, jnp.zeros(x.shape[:3] + (0,), x.dtype))
 
 
-def _fwd(x, kernel, strides, compute_dtype):
-  return _forward(x, kernel, strides, compute_dtype)
-
-
 def _bwd(strides, compute_dtype, residuals, dy):
   patches, kernel, x_like = residuals
   k, _, c, f = kernel.shape
@@ -79,7 +77,7 @@ def _bwd(strides, compute_dtype, residuals, dy):
   return dx.astype(x_dtype), dkernel.astype(kernel.dtype)
 
 
-conv2d.defvjp(_fwd, _bwd)
+conv2d.defvjp(_forward, _bwd)
 
 
 @jax.custom_vjp
@@ -131,11 +129,7 @@ class Conv(nn.Module):
       y = jax.lax.conv_general_dilated(x, kernel, (s, s), self.padding,
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
       return bias_add(y, bias)
-    if self.padding == "SAME":  # as XLA pads for SAME: the extra row/column at the end
-      pads = []
-      for d in x.shape[1:3]:
-        total = max((-(-d // s) - 1) * s + k - d, 0)
-        pads.append((total // 2, total - total // 2))
-      x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    pads = equivalence.resolve_padding(self.padding, x.shape[1:3], (k, k), (s, s), (1, 1))
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)))  # conv2d is VALID: SAME pads first, as lax does
     dtype = jnp.bfloat16 if self.impl == "im2col_bf16" else jnp.float32
     return bias_add(conv2d(x, kernel, s, dtype).astype(self.dtype), bias)
