@@ -1,6 +1,6 @@
 """Formulations of nn.Conv's 2-D convolution layer: the same parameters, the same math.
 
-`config.conv_impl` picks one (research/models.conv_impl: 'auto' is `xla` on CPU):
+`config.conv_impl` picks one (research/models.conv_impl: 'auto' is `hybrid` on CPU):
 
   xla          lax.conv_general_dilated (XLA:CPU runs it with Eigen's kernels), the bias added by
                `bias_add`, whose gradient is one matvec: nn.Conv's is a sum over N, H and W that
@@ -14,6 +14,10 @@
                (`preferred_element_type`); the steps then compile with YNNPACK for dots
                (research/parallel.py), whose AVX-512 BF16 / AMX kernels run them far faster than
                float32. Parameters, activations, gradients and Adam stay float32.
+  hybrid       per layer: `im2col` where the input has at most HYBRID_IM2COL_CHANNELS channels
+               (the seed CNN's first layer), `xla` elsewhere. Eigen's convolution runs a
+               one-channel input at a small fraction of its rate for 32 channels, and that is
+               where patches are cheapest to build (k*k values a position).
 
 What each costs on the CPU at hand is in the benchmark (scripts/benchmark.py prints a row per
 formulation; README "Performance"). On the Sapphire Rapids box of issue 16 the dots of im2col
@@ -21,6 +25,14 @@ ran at the machine's matmul rate (the second conv's forward: 274 GFLOP/s in floa
 bfloat16, against 234 for Eigen's convolution), but XLA:CPU materializes each slice of the
 patches, their concatenation and the fold in separate passes over memory, which cost more than
 the dots save: im2col 24-28 ms a step, im2col_bf16 19-23 ms, xla 17-18 ms, nn.Conv 20.5 ms.
+Per layer it splits (the same box, nothing else running, one step a call, min of 20): the first
+layer (28x28x1 -> 32) with its pool took 2.26 ms forward and 5.71 ms forward + kernel gradient
+with Eigen (12 GFLOP/s for the convolution alone), 1.36 and 3.65 ms as im2col; the second
+(13x13x32 -> 64) took 2.36 ms forward (242 GFLOP/s), 3.85 ms input and 4.47 ms kernel gradient
+with Eigen, while building its patches alone took 4.35 ms. Whole steps in one run: xla 19.4-22
+ms, hybrid 16.7-17.2 ms; im2col in the second layer, its backward as dots or a sum of nine
+shifted dots, and oneDNN's dot fusion (`xla_cpu_experimental_onednn_fusion_type`; this jaxlib
+has no oneDNN convolutions) all came out slower.
 """
 import functools
 
@@ -99,7 +111,9 @@ def _bias_bwd(_, dy):
 bias_add.defvjp(_bias_fwd, _bias_bwd)
 
 
-IMPLS = ("nn.Conv", "xla", "im2col", "im2col_bf16")
+IMPLS = ("nn.Conv", "xla", "im2col", "im2col_bf16", "hybrid")
+# hybrid: im2col for inputs with at most this many channels (measured at 1; 3 is RGB), else xla
+HYBRID_IM2COL_CHANNELS = 4
 
 
 class Conv(nn.Module):
@@ -109,6 +123,7 @@ class Conv(nn.Module):
     xla          the same convolution, the bias gradient as a matvec (`bias_add`)
     im2col       `conv2d`: patches x matrix forward and backward, float32
     im2col_bf16  `conv2d` with bfloat16 dot operands, float32 accumulation and results
+    hybrid       im2col for an input of at most HYBRID_IM2COL_CHANNELS channels, else xla
   """
   features: int
   kernel_size: int = 3
@@ -125,11 +140,14 @@ class Conv(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    if self.impl == "xla":
+    impl = self.impl
+    if impl == "hybrid":
+      impl = "im2col" if x.shape[-1] <= HYBRID_IM2COL_CHANNELS else "xla"
+    if impl == "xla":
       y = jax.lax.conv_general_dilated(x, kernel, (s, s), self.padding,
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
       return bias_add(y, bias)
     pads = equivalence.resolve_padding(self.padding, x.shape[1:3], (k, k), (s, s), (1, 1))
     x = jnp.pad(x, ((0, 0), *pads, (0, 0)))  # conv2d is VALID: SAME pads first, as lax does
-    dtype = jnp.bfloat16 if self.impl == "im2col_bf16" else jnp.float32
+    dtype = jnp.bfloat16 if impl == "im2col_bf16" else jnp.float32
     return bias_add(conv2d(x, kernel, s, dtype).astype(self.dtype), bias)

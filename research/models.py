@@ -143,20 +143,22 @@ class CNN(nn.Module):
 def conv_impl(config, platform: str | None = None) -> str:
   """The convolution formulation `config.conv_impl` names; 'auto' picks per backend.
 
-  Measured on the seed CNN's train step (batch 128, Adam, 10 steps per call; scripts/benchmark.py
-  prints this comparison for the CPU it runs on, README "Performance"): on a 2-core Sapphire
-  Rapids Xeon (AVX-512, AVX-512 BF16, AMX) nn.Conv 20.5 ms, xla 17.5-18.1 ms, im2col 24-28 ms,
-  im2col_bf16 20.4-22.9 ms. nn.Conv's bias gradients are sums over N, H and W that XLA:CPU
-  splits into reduce-window ops (4.8 ms of the 20.5 in a profile); `xla` computes them as one
-  matvec each. im2col's dots run at the machine's matmul rate (and bf16 ones through YNNPACK's
-  AMX kernels at 944 GFLOP/s against 274 in float32), but building and folding the patches
-  costs more than Eigen's convolutions lose, on this CPU as on the AVX2 box before it (README).
-  So on every CPU measured 'auto' is 'xla'; on GPU and TPU it is flax's nn.Conv (cuDNN and the
-  TPU compiler have no such gap, and nothing was measured there).
+  Measured on the seed CNN's train step (batch 128, Adam; scripts/benchmark.py prints this
+  comparison for the CPU it runs on, README "Performance"): on a 2-core Sapphire Rapids Xeon
+  (AVX-512, AVX-512 BF16, AMX), 10 steps per call, nothing else running: nn.Conv 20.2 ms, xla
+  18.0 ms, hybrid 17.6 ms (one step per call: 26.6, 26.9, 20.9 ms); im2col 24-28 ms and
+  im2col_bf16 20.4-22.9 ms in an earlier run. nn.Conv's bias gradients are sums over N, H and W
+  that XLA:CPU splits into reduce-window ops (4.8 ms of 20.5 in a profile); `xla` computes them
+  as one matvec each; `hybrid` also runs the one-channel first layer as patches x matrix, where
+  Eigen's convolution is slowest (research/convdot.py has the per-layer numbers). im2col's
+  dots run at the machine's matmul rate, but building a 32-channel layer's patches costs more
+  than Eigen's convolution loses there. So on CPU 'auto' is 'hybrid' (the per-layer split was
+  measured on this CPU only); on GPU and TPU it is flax's nn.Conv (cuDNN and the TPU compiler
+  have no such gap, and nothing was measured there).
   """
   if config.conv_impl != "auto":
     return config.conv_impl
-  return "xla" if (platform or jax.default_backend()) == "cpu" else "nn.Conv"
+  return "hybrid" if (platform or jax.default_backend()) == "cpu" else "nn.Conv"
 
 
 def _mlp(config, num_classes, dtype, platform=None):
