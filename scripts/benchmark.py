@@ -161,7 +161,8 @@ flags.DEFINE_string("output_dir", "runs/benchmark", "benchmark.md and benchmark.
 flags.DEFINE_enum("worker", None, ["project", "keras", "roofline"], "Internal: one measurement.")
 flags.DEFINE_string("model", "cnn", "Internal: the worker's model.")
 flags.DEFINE_string("conv_impl", "auto", "Internal: the project worker's config.conv_impl.")
-flags.DEFINE_list("conv_impls", ["nn.Conv", "im2col", "im2col_bf16"],
+DEFAULT_CONV_IMPLS = ["nn.Conv", "xla", "im2col", "im2col_bf16", "hybrid"]
+flags.DEFINE_list("conv_impls", DEFAULT_CONV_IMPLS,
                   "More project rows for the CNN, one per convolution formulation "
                   "(research/convdot.py), beside the one `auto` picks; empty: none.")
 
@@ -177,7 +178,7 @@ def main(argv):
   os.makedirs(args.output_dir, exist_ok=True)
   rows, report = [], {"epochs": args.epochs, "jax": jax.__version__, "device": str(jax.devices()[0]),
                       "cpu_count": os.cpu_count()}
-  flag_text = "" if args.conv_impls == ["nn.Conv", "im2col", "im2col_bf16"] else \
+  flag_text = "" if args.conv_impls == DEFAULT_CONV_IMPLS else \
       f" --conv_impls={','.join(args.conv_impls)}"
   head = [f"Benchmark: `python scripts/benchmark.py --epochs={args.epochs}{flag_text}` (jax "
           f"{jax.__version__}, {jax.devices()[0].platform}, {os.cpu_count()} CPUs), real MNIST, batch "
