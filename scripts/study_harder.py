@@ -179,9 +179,10 @@ def _study():
            "2-core CPU (train seconds summed over runs).", "",
            *cell_table(agg, frame), "",
            "**What convolution buys** (differences of mean test accuracy):", "",
-           *gap_table(gaps), "",
-           "**Shuffled pixels / positions** (one fixed permutation of the input positions, train "
-           "and test, retrained):", "", *shuffle_table(shuffles), ""]
+           *gap_table(gaps), ""]
+  if shuffles:
+    lines += ["**Shuffled pixels / positions** (one fixed permutation of the input positions, "
+              "train and test, retrained):", "", *shuffle_table(shuffles), ""]
   if mnist1d_table(agg):
     lines += ["**MNIST-1D beside its paper** (the paper's models and budgets differ: its numbers "
               "are anchors, not a like-for-like comparison):", "", *mnist1d_table(agg), ""]
