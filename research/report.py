@@ -89,6 +89,13 @@ def fmt_diff(d: float, low: float, high: float, scale: float = 100.0) -> str:
   return f"{scale * d:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
 
 
+def differences_table(rows) -> list[str]:
+  """Markdown: one row per difference {model, what, diff, low, high, verdict} (Welch 95% CI)."""
+  lines = ["| model | difference | pp (95% CI, Welch) | verdict |", "|---|---|---|---|"]
+  return lines + [f"| {r['model']} | {r['what']} | {fmt_diff(r['diff'], r['low'], r['high'])} "
+                  f"| {r['verdict']} |" for r in rows]
+
+
 def to_frame(rows: list[dict]):
   import pandas as pd
   frame = pd.DataFrame(rows)

@@ -44,13 +44,6 @@ def effects(frame) -> list[dict]:
   return out
 
 
-def effects_table(rows) -> list[str]:
-  lines = ["| model | difference | pp (95% CI, Welch) | verdict |", "|---|---|---|---|"]
-  lines += [f"| {r['model']} | {r['what']} | {report.fmt_diff(r['diff'], r['low'], r['high'])} "
-            f"| {r['verdict']} |" for r in rows]
-  return lines
-
-
 def plot(agg, path):
   plt = report.setup_matplotlib()
   models = list(dict.fromkeys(agg["model"]))
@@ -105,7 +98,7 @@ def _study():
            "pixel permutation (permutation_seed 0). 'normal -> shuffled test' scores the params "
            "of the 'MNIST' runs on permuted test images (no retraining).", "",
            report.markdown_table(agg, metrics=("test_accuracy",), spread="ci95"), "",
-           *effects_table(found), "",
+           *report.differences_table(found), "",
            "Learning rates (final validation accuracy %, seed 0; bold: chosen):", "",
            *report.lr_search_table(spec.get("lr_search_rows", [])), "",
            "![shuffled pixels](shuffled.png)", "", "![learning curves](shuffled_curves.png)"]

@@ -86,9 +86,7 @@ def _study():
            f"cosine decay; seeds {sorted(set(frame['seed']))}. The test split is small: one "
            f"example is {100 / len(ds.test_labels):.2f} pp.", "",
            report.markdown_table(agg, spread="ci95"), "",
-           "| model | difference | pp (95% CI, Welch) | verdict |", "|---|---|---|---|",
-           *[f"| {r['model']} | {r['what']} | {report.fmt_diff(r['diff'], r['low'], r['high'])} "
-             f"| {r['verdict']} |" for r in found], "",
+           *report.differences_table(found), "",
            "Learning rates (final validation accuracy %, seed 0; bold: chosen; ties go to the "
            "smaller rate):", "", *report.lr_search_table(spec.get("lr_search_rows", [])), "",
            "![tabular](tabular.png)", "", "![learning curves](tabular_curves.png)"]

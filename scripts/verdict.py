@@ -87,10 +87,8 @@ def gap(summary, a, b, condition):
 def claims():
   """[(source, quote, verdict, evidence lines, rule)] from the studies' files."""
   harder, shuffled = load("harder"), load("shuffled")
-  part = os.path.join(FLAGS.studies_dir, "harder_cluttered", "summary.json")
-  if os.path.isfile(part):  # the harder-task study's cluttered part, run on its own
-    with open(part) as f:
-      extra = json.load(f)
+  if os.path.isfile(os.path.join(FLAGS.studies_dir, "harder_cluttered", "summary.json")):
+    extra = load("harder_cluttered")  # the harder-task study's cluttered part, run on its own
     harder = {**harder, "cells": harder["cells"] + extra["cells"],
               "gaps": harder["gaps"] + extra["gaps"], "parts": [extra.get("command", "")]}
   translation, rethinking = load("translation"), load("rethinking")
