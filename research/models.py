@@ -12,11 +12,13 @@ The seed models of `../shared/seeds/`:
 """
 from typing import Callable, Sequence
 
+from absl import logging
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research import UserError, convdot, equivalence
+from research import UserError, convdot, equivalence, fused
 
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
@@ -108,7 +110,7 @@ class CNN(nn.Module):
   padding: str = "VALID"  # or "SAME"; the configs use VALID (the seed's Conv2D default)
   strides: int = 1
   pool_impl: str = "reshape"  # or "reduce_window" (nn.max_pool); same values
-  conv_impl: str = "nn.Conv"  # or one of research/convdot.IMPLS: same parameters and math
+  conv_impl: str = "nn.Conv"  # or one of CONV_IMPLS: same parameters and math
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -129,8 +131,15 @@ class CNN(nn.Module):
                          name=f"ConvLocal_{i}")(x)
       elif self.conv_impl == "nn.Conv":
         x = nn.Conv(width, k, strides=s, padding=self.padding, dtype=self.dtype)(x)
+      elif self.conv_impl == "fused" and self.pool_impl == "reshape" and fused.fits(
+          x.shape[-1], self.kernel_size, width, self.pool, self.dtype):
+        # conv, bias, relu and pool in one kernel (research/fused.py), same parameters
+        x = fused.ConvReluPool(width, self.kernel_size, self.strides, self.padding, self.pool,
+                               name=f"Conv_{i}")(x)
+        continue
       else:  # named as nn.Conv would be: one parameter tree for every formulation
-        x = convdot.Conv(width, self.kernel_size, self.strides, self.padding, self.conv_impl,
+        impl = "hybrid" if self.conv_impl == "fused" else self.conv_impl
+        x = convdot.Conv(width, self.kernel_size, self.strides, self.padding, impl,
                          dtype=self.dtype, name=f"Conv_{i}")(x)
       x = nn.relu(x)
       if self.pool_impl == "reshape":
@@ -143,45 +152,65 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 
-def conv_impl(config, platform: str | None = None) -> str:
-  """The convolution formulation `config.conv_impl` names; 'auto' picks per backend.
+# research/convdot.py's formulations of the conv layer, and 'fused' (research/fused.py): the
+# conv -> relu -> pool block of a layer on few input channels as one XLA:CPU kernel, `hybrid` for
+# the other layers.
+CONV_IMPLS = convdot.IMPLS + ("fused",)
 
-  Measured on the seed CNN's train step (batch 128, Adam; scripts/benchmark.py prints this
-  comparison for the CPU it runs on, README "Performance"): on a 2-core Sapphire Rapids Xeon
-  (AVX-512, AVX-512 BF16, AMX), 10 steps per call, nothing else running: nn.Conv 20.2 ms, xla
-  18.0 ms, hybrid 17.6 ms (one step per call: 26.6, 26.9, 20.9 ms); im2col 24-28 ms and
-  im2col_bf16 20.4-22.9 ms in an earlier run. nn.Conv's bias gradients are sums over N, H and W
-  that XLA:CPU splits into reduce-window ops (4.8 ms of 20.5 in a profile); `xla` computes them
-  as one matvec each; `hybrid` also runs the one-channel first layer as patches x matrix, where
-  Eigen's convolution is slowest (research/convdot.py has the per-layer numbers). im2col's
-  dots run at the machine's matmul rate, but building a 32-channel layer's patches costs more
-  than Eigen's convolution loses there. So on CPU 'auto' is 'hybrid' (the per-layer split was
-  measured on this CPU only); on GPU and TPU it is flax's nn.Conv (cuDNN and the TPU compiler
-  have no such gap, and nothing was measured there).
+
+def conv_impl(config, platform: str | None = None, num_devices: int = 1) -> str:
+  """The convolution formulation `config.conv_impl` names; 'auto' picks per backend and, on CPU,
+  per device count.
+
+  Measured on the seed CNN's train step (batch 128, Adam, 10 steps per call; scripts/benchmark.py
+  prints this comparison for the CPU it runs on, README "Performance") on a 2-core Sapphire Rapids
+  Xeon (AVX-512, AVX-512 BF16, AMX), nothing else running: fused 10.2 ms, hybrid 14.2, xla 14.8
+  in one run; nn.Conv 20.2, xla 18.0, hybrid 17.6 in an earlier one (im2col 24-28 ms and
+  im2col_bf16 20.4-22.9 ms). nn.Conv's bias gradients are sums over N, H and W that XLA:CPU
+  splits into reduce-window ops (4.8 ms of 20.5 in a profile); `xla` computes them as one matvec
+  each; `hybrid` also runs the one-channel first layer as patches x matrix, where Eigen's
+  convolution is slowest (research/convdot.py has the per-layer numbers); `fused` runs that
+  layer's conv, bias, relu and pool as one kernel and never writes its 26x26x32 map. So on CPU
+  'auto' is 'fused' where its kernel builds (a C++ compiler is there) and 'hybrid' otherwise; on
+  GPU and TPU it is flax's nn.Conv (cuDNN and the TPU compiler have no such gap, and nothing was
+  measured there). Under `jit` over several devices XLA's partitioner cannot split the fused
+  kernel's calls by batch and runs them whole on every device (correct, not faster), so there
+  'auto' is 'hybrid'; `pmap` and single-device runs call it on each device's own batch.
   """
+  platform = platform or jax.default_backend()
+  if config.conv_impl == "fused":
+    ok, why = fused.available()
+    if platform != "cpu" or not ok:
+      raise UserError(f"conv_impl='fused' is an XLA:CPU kernel and cannot run here: "
+                      f"{why if platform == 'cpu' else 'the backend is ' + platform}")
   if config.conv_impl != "auto":
     return config.conv_impl
-  return "hybrid" if (platform or jax.default_backend()) == "cpu" else "nn.Conv"
+  if platform != "cpu":
+    return "nn.Conv"
+  if num_devices > 1 and config.parallelism == "jit":
+    return "hybrid"
+  ok, why = fused.available()
+  if not ok:
+    logging.warning("conv_impl 'auto' uses 'hybrid': the fused kernel is unavailable (%s)", why)
+  return "fused" if ok else "hybrid"
 
 
-def _mlp(config, num_classes, dtype, platform=None):
+def _mlp(config, num_classes, dtype, platform=None, num_devices=1):
   return MLP(hidden=tuple(config.mlp_hidden), num_classes=num_classes, dtype=dtype)
 
 
-def _cnn(config, num_classes, dtype, local=False, as_dense=False, platform=None):
+def _cnn(config, num_classes, dtype, local=False, as_dense=False, platform=None, num_devices=1):
   return CNN(features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
              pool=config.cnn_pool, dense=tuple(config.cnn_dense), num_classes=num_classes,
              local=local, as_dense=as_dense, pool_impl=config.pool_impl,
-             conv_impl=conv_impl(config, platform), dtype=dtype)
+             conv_impl=conv_impl(config, platform, num_devices), dtype=dtype)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _mlp,
     "cnn": _cnn,
-    "lcn": lambda config, num_classes, dtype, platform=None: _cnn(
-        config, num_classes, dtype, local=True),
-    "fcn": lambda config, num_classes, dtype, platform=None: _cnn(
-        config, num_classes, dtype, as_dense=True),
+    "lcn": lambda config, num_classes, dtype, **_: _cnn(config, num_classes, dtype, local=True),
+    "fcn": lambda config, num_classes, dtype, **_: _cnn(config, num_classes, dtype, as_dense=True),
 }
 
 
@@ -211,7 +240,7 @@ class Conv1DNet(nn.Module):
 
 
 # Added for the Dense vs Conv studies (scripts/study_tabular.py): a 1-D conv net on a flat vector.
-MODELS["cnn1d"] = lambda config, num_classes, dtype, platform=None: Conv1DNet(
+MODELS["cnn1d"] = lambda config, num_classes, dtype, **_: Conv1DNet(
     features=tuple(config.cnn_features), kernel_size=config.cnn_kernel, pool=config.cnn_pool,
     num_classes=num_classes, dtype=dtype)
 
@@ -230,17 +259,20 @@ def check_config(config) -> None:
       raise UserError(f"{field} must be positive, got {config[field]}")
   if config.pool_impl not in ("reshape", "reduce_window"):
     raise UserError(f"unknown pool_impl {config.pool_impl!r}; choose 'reshape' or 'reduce_window'")
-  if config.conv_impl not in ("auto",) + convdot.IMPLS:
+  if config.conv_impl not in ("auto",) + CONV_IMPLS:
     raise UserError(f"unknown conv_impl {config.conv_impl!r}; choose one of "
-                    f"{('auto',) + convdot.IMPLS}")
+                    f"{('auto',) + CONV_IMPLS}")
 
 
-def create_model(config, num_classes: int, platform: str | None = None) -> nn.Module:
+def create_model(config, num_classes: int, platform: str | None = None,
+                 num_devices: int = 1) -> nn.Module:
   """The model named by `config.model`, built from the config's width fields, for `platform`
-  ('cpu', 'gpu', 'tpu'; default: JAX's default backend), which `conv_impl='auto'` reads."""
+  ('cpu', 'gpu', 'tpu'; default: JAX's default backend) and the number of devices a step runs
+  over, which `conv_impl='auto'` reads."""
   check_config(config)
   dtype = jnp.bfloat16 if config.half_precision else jnp.float32
-  return MODELS[config.model](config, num_classes, dtype, platform=platform)
+  return MODELS[config.model](config, num_classes, dtype, platform=platform,
+                              num_devices=num_devices)
 
 
 def weight_metrics_fn(model: nn.Module, image_shape) -> Callable[[dict], dict] | None:

@@ -240,8 +240,9 @@ class Program:
   def __init__(self, config, ds: data.Dataset, platform: str, num_devices: int):
     self.config = config
     self.image_shape = ds.image_shape
-    self.model = models.create_model(config, ds.num_classes, platform)
-    self.conv_impl = models.conv_impl(config, platform)  # what 'auto' chose, for results.json
+    self.model = models.create_model(config, ds.num_classes, platform, num_devices)
+    # what 'auto' chose, for results.json
+    self.conv_impl = models.conv_impl(config, platform, num_devices)
     self.n_train = len(ds.train_labels)
     self.steps_per_epoch = self.n_train // config.batch_size
     if self.steps_per_epoch == 0:

@@ -161,7 +161,7 @@ flags.DEFINE_string("output_dir", "runs/benchmark", "benchmark.md and benchmark.
 flags.DEFINE_enum("worker", None, ["project", "keras", "roofline"], "Internal: one measurement.")
 flags.DEFINE_string("model", "cnn", "Internal: the worker's model.")
 flags.DEFINE_string("conv_impl", "auto", "Internal: the project worker's config.conv_impl.")
-DEFAULT_CONV_IMPLS = ["nn.Conv", "xla", "im2col", "im2col_bf16", "hybrid"]
+DEFAULT_CONV_IMPLS = ["nn.Conv", "xla", "im2col", "im2col_bf16", "hybrid", "fused"]
 flags.DEFINE_list("conv_impls", DEFAULT_CONV_IMPLS,
                   "More project rows for the CNN, one per convolution formulation "
                   "(research/convdot.py), beside the one `auto` picks; empty: none.")

@@ -1,4 +1,4 @@
-"""Every convolution formulation (research/convdot.py) computes nn.Conv's layer: the same
+"""Every convolution formulation (research/convdot.py, and research/fused.py in the network) computes nn.Conv's layer: the same
 parameters, outputs and gradients, to float32 rounding (bfloat16 dots: to a stated bound)."""
 import flax.linen as nn
 import jax
@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from conftest import tiny_config
-from research import UserError, convdot, models, parallel, train
+from research import UserError, convdot, fused, models, parallel, train
 
 # Float32 formulations sum in another order than the float64 reference: rounding of sums of at
 # most a few thousand terms, ~sqrt(n) * 6e-8 of the summed magnitudes (the reasoning of
@@ -16,7 +16,7 @@ from research import UserError, convdot, models, parallel, train
 # stride, padding or transpose is off by O(1). bfloat16 operands keep 8 bits of mantissa: each
 # product is off by up to ~2 * 2^-9 relative, and sums of such products by about that of their
 # magnitudes, so 2e-2 of the largest value (measured: below 5e-3).
-TOLERANCE = {"xla": 1e-4, "im2col": 1e-4, "im2col_bf16": 2e-2, "hybrid": 1e-4}
+TOLERANCE = {"xla": 1e-4, "im2col": 1e-4, "im2col_bf16": 2e-2, "hybrid": 1e-4, "fused": 1e-4}
 # Through the whole seed CNN the bfloat16 roundings compound (dy is rounded before each layer's
 # dots, and the first layer's gradient sees the second's error): measured 3-6% of each leaf's
 # largest gradient on three batches (float32 formulations: below 2e-6), so 0.1 there.
@@ -66,7 +66,7 @@ def test_layer_matches_nn_conv_forward_and_backward(impl, padding, strides, chan
     _close(g_params[name], r_params[name], impl, f"{name} gradient")
 
 
-@pytest.mark.parametrize("impl", convdot.IMPLS)
+@pytest.mark.parametrize("impl", models.CONV_IMPLS)
 def test_seed_cnn_step_gradients_match_float64_nn_conv(mnist, impl):
   # The whole seed CNN (both convs, pooling, the head) on real images, through the train step's
   # loss, with the compiler options the runs use.
@@ -104,14 +104,14 @@ def test_seed_cnn_step_gradients_match_float64_nn_conv(mnist, impl):
 def test_auto_picks_per_backend_and_the_run_records_it(mnist, tmp_path):
   config = tiny_config("cnn")
   assert config.conv_impl == "auto"
-  assert models.conv_impl(config, "cpu") == "hybrid"
+  assert models.conv_impl(config, "cpu") == ("fused" if fused.available()[0] else "hybrid")
   assert models.conv_impl(config, "tpu") == models.conv_impl(config, "gpu") == "nn.Conv"
   results = train.train_and_evaluate(tiny_config("cnn", num_train_steps=5), str(tmp_path / "run"))
   assert results["conv_impl"] == models.conv_impl(config, jax.default_backend())
   assert results["cpu"]
   # A checkpoint of one formulation loads into the others: one parameter tree.
   _, params, _ = train.load_model(str(tmp_path / "run"))
-  for impl in convdot.IMPLS:
+  for impl in models.CONV_IMPLS:
     other = models.create_model(tiny_config("cnn", conv_impl=impl), 10)
     assert other.apply({"params": params}, np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
 

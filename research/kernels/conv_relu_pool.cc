@@ -1,0 +1,307 @@
+// Convolution + bias + ReLU + non-overlapping max pool, fused, and its gradients, for XLA:CPU
+// (research/fused.py builds and registers it; conv_impl='fused').
+//
+// Layouts are the project's: x [N, H, W, C] (NHWC), kernel [k, k, C, F] (HWIO), bias [F],
+// output [N, Ho/p, Wo/p, F] with Ho = (H - k)/s + 1 (VALID; SAME is padded before the call) and
+// the trailing rows and columns that do not fill a pool window dropped, as research.models.max_pool
+// does. The gradient is JAX's for relu then max: a window whose maximum is not positive gets none;
+// otherwise dy is shared equally among the window's maxima. Nothing is saved between forward
+// and backward: the backward recomputes the window's pre-activations (k*k*C multiply-adds each),
+// which costs less than writing and reading back the [N, Ho, Wo, F] map the unfused layer makes.
+//
+// The forward and the kernel gradient are compiled for each (T = k*k*C, F) in SHAPES below, so
+// that a position's F sums and its T x F kernel-gradient terms stay in vector registers; the
+// input gradient (needed only where the layer is not the first) is written for any shape.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kMaxWindow = 16;  // p * p
+
+struct Shape {
+  int64_t n, h, w, c, k, f, s, p, hp, wp, taps;
+};
+
+Shape MakeShape(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel, int64_t s, int64_t p) {
+  Shape d;
+  d.n = x[0], d.h = x[1], d.w = x[2], d.c = x[3];
+  d.k = kernel[0], d.f = kernel[3], d.s = s, d.p = p;
+  d.hp = ((d.h - d.k) / s + 1) / p;
+  d.wp = ((d.w - d.k) / s + 1) / p;
+  d.taps = d.k * d.k * d.c;
+  return d;
+}
+
+// fn(i) for i in [0, n), spread over the caller and the XLA:CPU intra-op pool's threads. Every
+// i runs exactly once; a helper that starts after all are taken only reads `state`.
+template <typename Fn>
+void ParallelFor(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
+  struct State {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto state = std::make_shared<State>();
+  auto work = [state, n, &fn]() {
+    for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
+      fn(i);
+      state->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  for (int64_t t = 1; t < workers; ++t) pool.Schedule([work]() { work(); });
+  work();
+  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+// The T input values under the kernel at output position (r, q) of one image, in HWIO tap order.
+template <int T>
+inline void Taps(const Shape& d, const float* xb, int64_t r, int64_t q, float* v) {
+  int64_t t = 0;
+  for (int64_t i = 0; i < d.k; ++i) {
+    const float* row = xb + ((r * d.s + i) * d.w + q * d.s) * d.c;
+    for (int64_t u = 0; u < d.k * d.c; ++u) v[t++] = row[u];
+  }
+}
+
+template <int T, int F>
+inline void Preactivation(const float* v, const float* kernel, const float* bias, float* z) {
+  float acc[F] = {};
+  for (int t = 0; t < T; ++t)
+    for (int o = 0; o < F; ++o) acc[o] += v[t] * kernel[t * F + o];
+  for (int o = 0; o < F; ++o) z[o] = acc[o] + bias[o];
+}
+
+template <int T, int F>
+void ForwardImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
+                  float* out) {
+  float v[T], z[F];
+  for (int64_t pr = 0; pr < d.hp; ++pr)
+    for (int64_t pq = 0; pq < d.wp; ++pq) {
+      float m[F] = {};  // relu(max(z)) == max(0, z...)
+      for (int64_t a = 0; a < d.p * d.p; ++a) {
+        Taps<T>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v);
+        Preactivation<T, F>(v, kernel, bias, z);
+        for (int o = 0; o < F; ++o) m[o] = std::max(m[o], z[o]);
+      }
+      std::copy(m, m + F, out + (pr * d.wp + pq) * F);
+    }
+}
+
+// g[a][o]: the gradient of the pooled, activated output with respect to the pre-activation of
+// window position a, feature o, times dy.
+template <int F>
+inline void WindowGradient(int64_t pp, const float (*z)[F], const float* dy, float (*g)[F]) {
+  float m[F], count[F] = {}, share[F];
+  std::copy(z[0], z[0] + F, m);
+  for (int64_t a = 1; a < pp; ++a)
+    for (int o = 0; o < F; ++o) m[o] = std::max(m[o], z[a][o]);
+  for (int64_t a = 0; a < pp; ++a)
+    for (int o = 0; o < F; ++o) count[o] += z[a][o] == m[o] ? 1.0f : 0.0f;
+  for (int o = 0; o < F; ++o) share[o] = m[o] > 0.0f ? dy[o] / count[o] : 0.0f;
+  for (int64_t a = 0; a < pp; ++a)
+    for (int o = 0; o < F; ++o) g[a][o] = z[a][o] == m[o] ? share[o] : 0.0f;
+}
+
+template <int T, int F>
+void KernelGradImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
+                     const float* dy, float* dkernel, float* dbias) {
+  const int64_t pp = d.p * d.p;
+  float v[kMaxWindow][T], z[kMaxWindow][F], g[kMaxWindow][F];
+  for (int64_t pr = 0; pr < d.hp; ++pr)
+    for (int64_t pq = 0; pq < d.wp; ++pq) {
+      for (int64_t a = 0; a < pp; ++a) {
+        Taps<T>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v[a]);
+        Preactivation<T, F>(v[a], kernel, bias, z[a]);
+      }
+      WindowGradient<F>(pp, z, dy + (pr * d.wp + pq) * F, g);
+      for (int64_t a = 0; a < pp; ++a) {
+        for (int t = 0; t < T; ++t)
+          for (int o = 0; o < F; ++o) dkernel[t * F + o] += v[a][t] * g[a][o];
+        for (int o = 0; o < F; ++o) dbias[o] += g[a][o];
+      }
+    }
+}
+
+// dx of one image for any shape (runtime loops): the window gradients recomputed, then
+// dx[taps of (r, q)] += kernel @ g.
+template <int T, int F>
+void InputGradImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
+                    const float* dy, float* dxb) {
+  const int64_t pp = d.p * d.p;
+  float v[T], z[kMaxWindow][F], g[kMaxWindow][F];
+  std::fill(dxb, dxb + d.h * d.w * d.c, 0.0f);
+  for (int64_t pr = 0; pr < d.hp; ++pr)
+    for (int64_t pq = 0; pq < d.wp; ++pq) {
+      for (int64_t a = 0; a < pp; ++a) {
+        Taps<T>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v);
+        Preactivation<T, F>(v, kernel, bias, z[a]);
+      }
+      WindowGradient<F>(pp, z, dy + (pr * d.wp + pq) * F, g);
+      for (int64_t a = 0; a < pp; ++a) {
+        const int64_t r = pr * d.p + a / d.p, q = pq * d.p + a % d.p;
+        const float* wt = kernel;
+        for (int64_t i = 0; i < d.k; ++i) {
+          float* row = dxb + ((r * d.s + i) * d.w + q * d.s) * d.c;
+          for (int64_t u = 0; u < d.k * d.c; ++u, wt += F) {
+            float acc = 0.0f;
+            for (int o = 0; o < F; ++o) acc += wt[o] * g[a][o];
+            row[u] += acc;
+          }
+        }
+      }
+    }
+}
+
+// The (T, F) pairs compiled: 3x3 kernels on 1 and 3 channels (T = 9, 27) and 5x5 on one (T = 25),
+// to 16, 32 or 64 features. research/fused.py asks ConvReluPoolCompiled before using a shape.
+#define SHAPES(X) \
+  X(9, 16) X(9, 32) X(9, 64) X(25, 16) X(25, 32) X(25, 64) X(27, 16) X(27, 32) X(27, 64)
+
+template <template <int, int> class Op, typename... Args>
+bool Dispatch(const Shape& d, Args&&... args) {
+#define CASE(T, F)                                   \
+  if (d.taps == T && d.f == F) {                     \
+    Op<T, F>::Run(d, std::forward<Args>(args)...);   \
+    return true;                                     \
+  }
+  SHAPES(CASE)
+#undef CASE
+  return false;
+}
+
+ffi::Error CheckShape(const Shape& d) {
+  if (d.p < 1 || d.p * d.p > kMaxWindow || d.s < 1)
+    return ffi::Error::InvalidArgument("conv_relu_pool: pool window must be 1..4, stride >= 1");
+#define CASE(T, F) if (d.taps == T && d.f == F) return ffi::Error::Success();
+  SHAPES(CASE)
+#undef CASE
+  return ffi::Error::InvalidArgument("conv_relu_pool: no kernel compiled for this (k*k*C, F)");
+}
+
+template <int T, int F>
+struct ForwardOp {
+  static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
+                  const float* bias, float* y) {
+    ParallelFor(pool, d.n, [&](int64_t n) {
+      ForwardImage<T, F>(d, x + n * d.h * d.w * d.c, kernel, bias, y + n * d.hp * d.wp * F);
+    });
+  }
+};
+
+template <int T, int F>
+struct KernelGradOp {
+  static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
+                  const float* bias, const float* dy, float* dkernel, float* dbias) {
+    // One partial sum per block of images, added in block order: the result does not depend on
+    // which thread ran which block.
+    const int64_t blocks = std::min<int64_t>(d.n, 16), size = (T + 1) * F;
+    std::vector<float> partial(blocks * size, 0.0f);
+    ParallelFor(pool, blocks, [&](int64_t b) {
+      float* dk = partial.data() + b * size;
+      for (int64_t n = b * d.n / blocks; n < (b + 1) * d.n / blocks; ++n)
+        KernelGradImage<T, F>(d, x + n * d.h * d.w * d.c, kernel, bias,
+                              dy + n * d.hp * d.wp * F, dk, dk + T * F);
+    });
+    std::fill(dkernel, dkernel + T * F, 0.0f);
+    std::fill(dbias, dbias + F, 0.0f);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* src = partial.data() + b * size;
+      for (int i = 0; i < T * F; ++i) dkernel[i] += src[i];
+      for (int o = 0; o < F; ++o) dbias[o] += src[T * F + o];
+    }
+  }
+};
+
+template <int T, int F>
+struct InputGradOp {
+  static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
+                  const float* bias, const float* dy, float* dx) {
+    ParallelFor(pool, d.n, [&](int64_t n) {
+      InputGradImage<T, F>(d, x + n * d.h * d.w * d.c, kernel, bias, dy + n * d.hp * d.wp * F,
+                           dx + n * d.h * d.w * d.c);
+    });
+  }
+};
+
+using Map = ffi::Buffer<ffi::F32, 4>;  // rank-4 float32: images, kernels, gradients
+using Vec = ffi::Buffer<ffi::F32, 1>;
+using MapOut = ffi::ResultBuffer<ffi::F32, 4>;
+using VecOut = ffi::ResultBuffer<ffi::F32, 1>;
+
+ffi::Error Forward(ffi::ThreadPool pool, Map x, Map kernel,
+                   Vec bias, MapOut y, int64_t s,
+                   int64_t p) {
+  const Shape d = MakeShape(x.dimensions(), kernel.dimensions(), s, p);
+  if (ffi::Error e = CheckShape(d); e.failure()) return e;
+  Dispatch<ForwardOp>(d, pool, x.typed_data(), kernel.typed_data(), bias.typed_data(),
+                      y->typed_data());
+  return ffi::Error::Success();
+}
+
+ffi::Error KernelGrad(ffi::ThreadPool pool, Map x, Map kernel,
+                      Vec bias, Map dy, MapOut dkernel,
+                      VecOut dbias, int64_t s, int64_t p) {
+  const Shape d = MakeShape(x.dimensions(), kernel.dimensions(), s, p);
+  if (ffi::Error e = CheckShape(d); e.failure()) return e;
+  Dispatch<KernelGradOp>(d, pool, x.typed_data(), kernel.typed_data(), bias.typed_data(),
+                         dy.typed_data(), dkernel->typed_data(), dbias->typed_data());
+  return ffi::Error::Success();
+}
+
+ffi::Error InputGrad(ffi::ThreadPool pool, Map x, Map kernel,
+                     Vec bias, Map dy, MapOut dx,
+                     int64_t s, int64_t p) {
+  const Shape d = MakeShape(x.dimensions(), kernel.dimensions(), s, p);
+  if (ffi::Error e = CheckShape(d); e.failure()) return e;
+  Dispatch<InputGradOp>(d, pool, x.typed_data(), kernel.typed_data(), bias.typed_data(),
+                        dy.typed_data(), dx->typed_data());
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+extern "C" int ConvReluPoolCompiled(int64_t taps, int64_t features) {
+#define CASE(T, F) if (taps == T && features == F) return 1;
+  SHAPES(CASE)
+#undef CASE
+  return 0;
+}
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ConvReluPoolForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<Map>()
+                                  .Arg<Map>()
+                                  .Arg<Vec>()
+                                  .Ret<Map>()
+                                  .Attr<int64_t>("s")
+                                  .Attr<int64_t>("p"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ConvReluPoolKernelGrad, KernelGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<Map>()
+                                  .Arg<Map>()
+                                  .Arg<Vec>()
+                                  .Arg<Map>()
+                                  .Ret<Map>()
+                                  .Ret<Vec>()
+                                  .Attr<int64_t>("s")
+                                  .Attr<int64_t>("p"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ConvReluPoolInputGrad, InputGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<Map>()
+                                  .Arg<Map>()
+                                  .Arg<Vec>()
+                                  .Arg<Map>()
+                                  .Ret<Map>()
+                                  .Attr<int64_t>("s")
+                                  .Attr<int64_t>("p"));

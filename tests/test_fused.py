@@ -1,0 +1,107 @@
+"""conv_impl='fused' (research/fused.py): the conv -> bias -> relu -> max-pool block as one
+XLA:CPU kernel computes what nn.Conv, nn.relu and models.max_pool compute, values and gradients,
+and the project picks it, or falls back, in the open."""
+import os
+import shutil
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from research import UserError, fused, models, train
+
+# A C++ compiler is what the kernel needs from the machine; where there is one, a failed build is
+# a failure of the project, not a reason to skip.
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")),
+    reason="no C++ compiler: conv_impl='fused' is unavailable and 'auto' uses 'hybrid'")
+# Float32 sums in another order than the float64 reference (tests/test_convdot.py's reasoning).
+TOLERANCE = 1e-4
+
+
+def _reference(features, k, strides, padding, pool, dtype):
+  class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Conv(features, (k, k), strides=(strides, strides), padding=padding, dtype=dtype,
+                  param_dtype=dtype, name="Conv_0")(x)
+      return models.max_pool(nn.relu(x), pool)
+  return Block()
+
+
+@pytest.mark.parametrize("channels,k,features,strides,padding,pool,size", [
+    (1, 3, 32, 1, "VALID", 2, 28),  # the seed CNN's first layer
+    (3, 3, 16, 2, "SAME", 2, 15),   # RGB, strided, padded
+    (1, 5, 64, 1, "VALID", 3, 17),  # a 13x13 map pooled by 3: the last row and column dropped
+    (3, 3, 32, 1, "VALID", 1, 9),   # no pooling
+])
+def test_block_matches_float64_reference(channels, k, features, strides, padding, pool, size):
+  rng = np.random.default_rng(size + channels)
+  x = rng.uniform(size=(3, size, size, channels)).astype(np.float32)
+  x[0, : 2 * size // 3, : 2 * size // 3] = 0.0  # a flat region: windows whose maxima tie
+  ours = fused.ConvReluPool(features, k, strides, padding, pool)
+  ref = _reference(features, k, strides, padding, pool, jnp.float32)
+  params = ref.init(jax.random.PRNGKey(0), x)["params"]["Conv_0"]
+  params = {**params, "bias": rng.normal(scale=0.1, size=features).astype(np.float32)}
+  assert jax.tree.map(np.shape, ours.init(jax.random.PRNGKey(0), x)["params"]) == \
+      jax.tree.map(np.shape, params)
+  out_shape = ref.apply({"params": {"Conv_0": params}}, x).shape
+  dy = rng.normal(size=out_shape)
+
+  def grads(module, wrap, dtype):
+    def f(p, x):
+      y = module.apply({"params": wrap(p)}, x)
+      return (y * dy.astype(dtype)).sum(), y
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
+
+  (_, y), (g_params, g_x) = grads(ours, lambda p: p, jnp.float32)(params, x)
+  with jax.enable_x64(True):
+    to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)
+    (_, y_ref), (r_params, r_x) = grads(_reference(features, k, strides, padding, pool, jnp.float64),
+                                        lambda p: {"Conv_0": p}, jnp.float64)(to64(params), to64(x))
+    y_ref, r_params, r_x = jax.tree.map(np.asarray, (y_ref, r_params, r_x))
+  # The tied windows really are there: outputs of image 0 that equal relu(bias) everywhere.
+  assert (np.asarray(y[0]) == np.maximum(params["bias"], 0)).all(axis=-1).sum() >= 1
+  for got, want, what in [(y, y_ref, "output"), (g_x, r_x, "input gradient"),
+                          (g_params["kernel"], r_params["kernel"], "kernel gradient"),
+                          (g_params["bias"], r_params["bias"], "bias gradient")]:
+    got = np.asarray(got, np.float64)
+    assert got.shape == want.shape, what
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE * np.abs(want).max(), err_msg=what)
+
+
+def test_the_seed_cnn_fuses_its_first_layer_only():
+  model = models.create_model(tiny_config("cnn", conv_impl="fused"), 10)
+  images = np.zeros((2, 28, 28, 1), np.float32)
+  hlo = jax.jit(lambda p: model.apply({"params": p}, images)).lower(
+      train.create_train_state(tiny_config("cnn"), model, (28, 28, 1), 1).params).as_text()
+  assert hlo.count("research_ConvReluPoolForward") == 1  # 28x28x1 -> 32; the 32-channel one is xla
+
+
+def test_auto_uses_fused_on_cpu_and_falls_back_saying_why(monkeypatch):
+  config = tiny_config("cnn")
+  assert fused.available() == (True, "")
+  assert models.conv_impl(config, "cpu") == "fused"
+  assert models.conv_impl(config, "gpu") == models.conv_impl(config, "tpu") == "nn.Conv"
+  # jit over several devices would run the kernel's calls whole on each; pmap splits the batch.
+  assert models.conv_impl(tiny_config("cnn", parallelism="jit"), "cpu", 8) == "hybrid"
+  assert models.conv_impl(tiny_config("cnn", parallelism="pmap"), "cpu", 8) == "fused"
+  with pytest.raises(UserError, match="XLA:CPU kernel .* the backend is tpu"):
+    models.conv_impl(tiny_config("cnn", conv_impl="fused"), "tpu")
+  monkeypatch.setattr(fused, "_library", lambda: (None, "no C++ compiler (test)"))
+  assert models.conv_impl(config, "cpu") == "hybrid"
+  with pytest.raises(UserError, match=r"cannot run here: no C\+\+ compiler \(test\)"):
+    models.conv_impl(tiny_config("cnn", conv_impl="fused"), "cpu")
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
+  monkeypatch.setenv("RESEARCH_KERNEL_CACHE", str(tmp_path / "cache"))
+  with pytest.raises(RuntimeError, match="failed"):
+    fused._build(shutil.which("false"))
+  assert os.listdir(tmp_path / "cache") == []
+  path = fused._build(os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++"))
+  assert os.listdir(tmp_path / "cache") == [os.path.basename(path)]
+  assert fused._build("/nonexistent/compiler") == path  # cached: no compiler needed again
