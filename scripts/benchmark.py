@@ -100,6 +100,8 @@ def run_roofline(model):
 
   The ceiling divides the step's FLOPs by this machine's measured float32 matmul rate (a
   2048^3 product, the best case for XLA:CPU), so it bounds any implementation of the same math.
+  The FLOPs are counted on the `xla` formulation: XLA counts none inside a custom call, so the
+  step that `auto` picks (`fused`, research/fused.py) would hide its first layer's.
   """
   import jax
   import jax.numpy as jnp
@@ -107,6 +109,7 @@ def run_roofline(model):
   from configs import mnist_cnn, mnist_mlp
   from research import models, parallel, steps, train
   c = (mnist_cnn if model == "cnn" else mnist_mlp).get_config()
+  c.conv_impl = "xla"  # every convolution visible to XLA's cost analysis
   net = models.create_model(c, 10)
   state = train.create_train_state(c, net, (28, 28, 1), 1000)
   images = jnp.zeros((c.batch_size, 28, 28, 1), jnp.uint8)
