@@ -101,7 +101,7 @@ def _library():
     jax.ffi.register_ffi_target(f"research_{name}", jax.ffi.pycapsule(getattr(lib, name)),
                                 platform="cpu")
   lib.ConvReluPoolCompiled.restype = ctypes.c_int
-  lib.ConvReluPoolCompiled.argtypes = [ctypes.c_int64, ctypes.c_int64]
+  lib.ConvReluPoolCompiled.argtypes = [ctypes.c_int64] * 3
   return lib, ""
 
 
@@ -116,7 +116,7 @@ def fits(in_channels: int, kernel_size: int, features: int, pool: int, dtype) ->
   lib, _ = _library()
   return (lib is not None and in_channels <= MAX_CHANNELS and 1 <= pool <= MAX_POOL
           and jnp.dtype(dtype) == jnp.float32
-          and bool(lib.ConvReluPoolCompiled(kernel_size * kernel_size * in_channels, features)))
+          and bool(lib.ConvReluPoolCompiled(kernel_size, in_channels, features)))
 
 
 def _pooled_shape(x, kernel, strides, pool):

@@ -65,13 +65,13 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
   while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
-// The T input values under the kernel at output position (r, q) of one image, in HWIO tap order.
-template <int T>
+// The K*K*C input values under the kernel at output position (r, q) of one image, in HWIO tap
+// order.
+template <int K, int C>
 inline void Taps(const Shape& d, const float* xb, int64_t r, int64_t q, float* v) {
-  int64_t t = 0;
-  for (int64_t i = 0; i < d.k; ++i) {
-    const float* row = xb + ((r * d.s + i) * d.w + q * d.s) * d.c;
-    for (int64_t u = 0; u < d.k * d.c; ++u) v[t++] = row[u];
+  for (int i = 0; i < K; ++i) {
+    const float* row = xb + ((r * d.s + i) * d.w + q * d.s) * C;
+    for (int u = 0; u < K * C; ++u) v[i * K * C + u] = row[u];
   }
 }
 
@@ -83,15 +83,16 @@ inline void Preactivation(const float* v, const float* kernel, const float* bias
   for (int o = 0; o < F; ++o) z[o] = acc[o] + bias[o];
 }
 
-template <int T, int F>
+template <int K, int C, int F>
 void ForwardImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
                   float* out) {
+  constexpr int T = K * K * C;
   float v[T], z[F];
   for (int64_t pr = 0; pr < d.hp; ++pr)
     for (int64_t pq = 0; pq < d.wp; ++pq) {
       float m[F] = {};  // relu(max(z)) == max(0, z...)
       for (int64_t a = 0; a < d.p * d.p; ++a) {
-        Taps<T>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v);
+        Taps<K, C>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v);
         Preactivation<T, F>(v, kernel, bias, z);
         for (int o = 0; o < F; ++o) m[o] = std::max(m[o], z[o]);
       }
@@ -114,38 +115,43 @@ inline void WindowGradient(int64_t pp, const float (*z)[F], const float* dy, flo
     for (int o = 0; o < F; ++o) g[a][o] = z[a][o] == m[o] ? share[o] : 0.0f;
 }
 
-template <int T, int F>
+template <int K, int C, int F>
 void KernelGradImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
                      const float* dy, float* dkernel, float* dbias) {
+  constexpr int T = K * K * C;
   const int64_t pp = d.p * d.p;
   float v[kMaxWindow][T], z[kMaxWindow][F], g[kMaxWindow][F];
+  float dk[T * F] = {}, db[F] = {};  // local sums: no aliasing with the inputs, kept in registers
   for (int64_t pr = 0; pr < d.hp; ++pr)
     for (int64_t pq = 0; pq < d.wp; ++pq) {
       for (int64_t a = 0; a < pp; ++a) {
-        Taps<T>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v[a]);
+        Taps<K, C>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v[a]);
         Preactivation<T, F>(v[a], kernel, bias, z[a]);
       }
       WindowGradient<F>(pp, z, dy + (pr * d.wp + pq) * F, g);
       for (int64_t a = 0; a < pp; ++a) {
         for (int t = 0; t < T; ++t)
-          for (int o = 0; o < F; ++o) dkernel[t * F + o] += v[a][t] * g[a][o];
-        for (int o = 0; o < F; ++o) dbias[o] += g[a][o];
+          for (int o = 0; o < F; ++o) dk[t * F + o] += v[a][t] * g[a][o];
+        for (int o = 0; o < F; ++o) db[o] += g[a][o];
       }
     }
+  for (int i = 0; i < T * F; ++i) dkernel[i] += dk[i];
+  for (int o = 0; o < F; ++o) dbias[o] += db[o];
 }
 
 // dx of one image for any shape (runtime loops): the window gradients recomputed, then
 // dx[taps of (r, q)] += kernel @ g.
-template <int T, int F>
+template <int K, int C, int F>
 void InputGradImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
                     const float* dy, float* dxb) {
+  constexpr int T = K * K * C;
   const int64_t pp = d.p * d.p;
   float v[T], z[kMaxWindow][F], g[kMaxWindow][F];
   std::fill(dxb, dxb + d.h * d.w * d.c, 0.0f);
   for (int64_t pr = 0; pr < d.hp; ++pr)
     for (int64_t pq = 0; pq < d.wp; ++pq) {
       for (int64_t a = 0; a < pp; ++a) {
-        Taps<T>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v);
+        Taps<K, C>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v);
         Preactivation<T, F>(v, kernel, bias, z[a]);
       }
       WindowGradient<F>(pp, z, dy + (pr * d.wp + pq) * F, g);
@@ -164,17 +170,18 @@ void InputGradImage(const Shape& d, const float* xb, const float* kernel, const 
     }
 }
 
-// The (T, F) pairs compiled: 3x3 kernels on 1 and 3 channels (T = 9, 27) and 5x5 on one (T = 25),
-// to 16, 32 or 64 features. research/fused.py asks ConvReluPoolCompiled before using a shape.
+// The (K, C, F) compiled: 3x3 kernels on 1 and 3 channels and 5x5 on one, to 16, 32 or 64
+// features. research/fused.py asks ConvReluPoolCompiled before using a shape.
 #define SHAPES(X) \
-  X(9, 16) X(9, 32) X(9, 64) X(25, 16) X(25, 32) X(25, 64) X(27, 16) X(27, 32) X(27, 64)
+  X(3, 1, 16) X(3, 1, 32) X(3, 1, 64) X(5, 1, 16) X(5, 1, 32) X(5, 1, 64) X(3, 3, 16) \
+  X(3, 3, 32) X(3, 3, 64)
 
-template <template <int, int> class Op, typename... Args>
+template <template <int, int, int> class Op, typename... Args>
 bool Dispatch(const Shape& d, Args&&... args) {
-#define CASE(T, F)                                   \
-  if (d.taps == T && d.f == F) {                     \
-    Op<T, F>::Run(d, std::forward<Args>(args)...);   \
-    return true;                                     \
+#define CASE(K, C, F)                                  \
+  if (d.k == K && d.c == C && d.f == F) {              \
+    Op<K, C, F>::Run(d, std::forward<Args>(args)...);  \
+    return true;                                       \
   }
   SHAPES(CASE)
 #undef CASE
@@ -184,24 +191,26 @@ bool Dispatch(const Shape& d, Args&&... args) {
 ffi::Error CheckShape(const Shape& d) {
   if (d.p < 1 || d.p * d.p > kMaxWindow || d.s < 1)
     return ffi::Error::InvalidArgument("conv_relu_pool: pool window must be 1..4, stride >= 1");
-#define CASE(T, F) if (d.taps == T && d.f == F) return ffi::Error::Success();
+#define CASE(K, C, F) if (d.k == K && d.c == C && d.f == F) return ffi::Error::Success();
   SHAPES(CASE)
 #undef CASE
-  return ffi::Error::InvalidArgument("conv_relu_pool: no kernel compiled for this (k*k*C, F)");
+  return ffi::Error::InvalidArgument("conv_relu_pool: no kernel compiled for this (k, C, F)");
 }
 
-template <int T, int F>
+template <int K, int C, int F>
 struct ForwardOp {
+  static constexpr int T = K * K * C;
   static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
                   const float* bias, float* y) {
     ParallelFor(pool, d.n, [&](int64_t n) {
-      ForwardImage<T, F>(d, x + n * d.h * d.w * d.c, kernel, bias, y + n * d.hp * d.wp * F);
+      ForwardImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias, y + n * d.hp * d.wp * F);
     });
   }
 };
 
-template <int T, int F>
+template <int K, int C, int F>
 struct KernelGradOp {
+  static constexpr int T = K * K * C;
   static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
                   const float* bias, const float* dy, float* dkernel, float* dbias) {
     // One partial sum per block of images, added in block order: the result does not depend on
@@ -211,7 +220,7 @@ struct KernelGradOp {
     ParallelFor(pool, blocks, [&](int64_t b) {
       float* dk = partial.data() + b * size;
       for (int64_t n = b * d.n / blocks; n < (b + 1) * d.n / blocks; ++n)
-        KernelGradImage<T, F>(d, x + n * d.h * d.w * d.c, kernel, bias,
+        KernelGradImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias,
                               dy + n * d.hp * d.wp * F, dk, dk + T * F);
     });
     std::fill(dkernel, dkernel + T * F, 0.0f);
@@ -224,12 +233,13 @@ struct KernelGradOp {
   }
 };
 
-template <int T, int F>
+template <int K, int C, int F>
 struct InputGradOp {
+  static constexpr int T = K * K * C;
   static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
                   const float* bias, const float* dy, float* dx) {
     ParallelFor(pool, d.n, [&](int64_t n) {
-      InputGradImage<T, F>(d, x + n * d.h * d.w * d.c, kernel, bias, dy + n * d.hp * d.wp * F,
+      InputGradImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias, dy + n * d.hp * d.wp * F,
                            dx + n * d.h * d.w * d.c);
     });
   }
@@ -272,8 +282,8 @@ ffi::Error InputGrad(ffi::ThreadPool pool, Map x, Map kernel,
 
 }  // namespace
 
-extern "C" int ConvReluPoolCompiled(int64_t taps, int64_t features) {
-#define CASE(T, F) if (taps == T && features == F) return 1;
+extern "C" int ConvReluPoolCompiled(int64_t k, int64_t channels, int64_t features) {
+#define CASE(K, C, F) if (k == K && channels == C && features == F) return 1;
   SHAPES(CASE)
 #undef CASE
   return 0;
