@@ -5,12 +5,12 @@ for the pooled outputs only, and its backward recomputes each window's pre-activ
 storing the [N, Ho, Wo, F] map between the layers: for a layer on few input channels (the seed
 CNN's first, 28x28x1 -> 32) that map is most of the layer's memory traffic and Eigen's
 convolution runs it at a small fraction of the machine's rate (research/convdot.py).
-Measured on the seed CNN's 10-step chunk on a 2-core Sapphire Rapids Xeon, nothing else running:
-hybrid 14.15, xla 14.79, this first layer fused + xla for the second 10.19 ms a step; the first
-layer alone (batch 128, forward + kernel gradient): 1.12 ms fused against 13.0 for patches x
-matrix and 13.8 for Eigen in isolation. Same parameters and math: outputs to float32 rounding
-(the pooled maximum is the same max), gradients JAX's for relu then max (ties share dy), tested
-against nn.Conv in float64 (tests/test_fused.py).
+`python scripts/profile_step.py` on a 2-core Sapphire Rapids Xeon, nothing else running
+(docs/benchmark/profile_step.md): that block with a small head 1.0 ms forward and 2.2 ms forward
++ kernel gradient fused, 4.6 and 6.9 ms as `hybrid` (patches x matrix), 4.9 and 17.5 as `xla`;
+the 10-step chunk 13.3 ms a step fused, 17.7 hybrid, 18.2 xla. Same parameters and math:
+outputs to float32 rounding (the pooled maximum is the same max), gradients JAX's for relu then
+max (ties share dy), tested against nn.Conv in float64 (tests/test_fused.py).
 
 The kernel is C++ built against the installed jaxlib's FFI headers with the machine's own
 instruction set (-march=native) the first time a process asks for it, into a cache folder keyed

@@ -1,13 +1,17 @@
 """Where the seed CNN's train step spends its time on this backend (a profile, not a test).
 
-  python scripts/profile_step.py [--batch_size=128] [--steps=10]
+  python scripts/profile_step.py [--batch_size=128] [--steps=10] [--conv_impls=xla,hybrid,fused]
 
 Times, per train step of batch 128 (median of 5 repeats after a warm-up):
 forward only, forward+backward with each max-pool implementation, one jitted step per call with
 XLA:CPU's default convolution kernels (YNNPACK) and with Eigen's (what research/parallel.py
 picks), 10 steps per call as a rolled loop (lax.scan, what XLA keeps as a while loop) and 10 steps
-unrolled (what research/steps.py compiles). Random uint8 images: timing does not depend on them.
+unrolled (what research/steps.py compiles). Then, per `--conv_impls` formulation, the first conv
+block alone (conv 28x28x1 -> 32, relu, pool: forward, and forward + kernel gradient) and the
+10-step unrolled chunk, the formulations' repeats interleaved so that a change in the machine's
+speed hits them alike (median of 9). Random uint8 images: timing does not depend on them.
 """
+import functools
 import os
 import sys
 import time
@@ -27,6 +31,8 @@ from research import models, parallel, steps, train  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 128, "Examples per train step.")
 flags.DEFINE_integer("steps", 10, "Train steps per call in the multi-step rows.")
+flags.DEFINE_list("conv_impls", ["xla", "hybrid", "fused"], "config.conv_impl values compared "
+                  "(research/models.CONV_IMPLS); empty: none.")
 
 
 def _time(fn, repeats=5):
@@ -37,6 +43,49 @@ def _time(fn, repeats=5):
     jax.block_until_ready(fn())
     samples.append(time.perf_counter() - t0)
   return sorted(samples)[len(samples) // 2]
+
+
+def _interleaved(fns, repeats=9):
+  """{name: median seconds} of fns called in turn, `repeats` rounds after a warm-up each."""
+  samples = {name: [] for name in fns}
+  for fn in fns.values():
+    jax.block_until_ready(fn())
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn())
+      samples[name].append(time.perf_counter() - t0)
+  return {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
+
+
+def _formulations(images, labels, idx, k, opts):
+  """Rows for each --conv_impls formulation: the first conv block alone, and the chunk."""
+  b = images.shape[0] // k
+  x = steps.normalize(images[:b])
+  block, chunk = {}, {}
+  for impl in FLAGS.conv_impls:
+    c = mnist_cnn.get_config()
+    c.conv_impl = impl
+    model = models.create_model(c, 10)
+    state = jax.device_put(train.create_train_state(c, model, (28, 28, 1), 1000))
+    # The seed CNN's first block (its Conv_0 params) as a CNN of one block, whose Dense(10) head
+    # (14 MFLOP each way at batch 128; the block's convolution: 50) gives the block a gradient.
+    one = models.CNN(features=tuple(c.cnn_features[:1]), kernel_size=c.cnn_kernel,
+                     pool=c.cnn_pool, conv_impl=model.conv_impl)
+    head = one.init(jax.random.PRNGKey(0), x)["params"]["Dense_0"]
+    out = lambda conv, one=one, head=head: one.apply(
+        {"params": {"Conv_0": conv, "Dense_0": head}}, x).sum()
+    conv0 = state.params["Conv_0"]
+    block[f"{impl} forward"] = functools.partial(jax.jit(out, compiler_options=opts), conv0)
+    block[f"{impl} forward + kernel gradient"] = functools.partial(
+        jax.jit(jax.grad(out), compiler_options=opts), conv0)
+    run = jax.jit(steps.make_train_chunk(steps.make_train_step(), k), compiler_options=opts)
+    chunk[impl] = functools.partial(run, state, images, labels, idx, k)
+  rows = [(f"first conv block (28x28x1 -> 32, relu, pool) + head, {name}", sec)
+          for name, sec in _interleaved(block).items()]
+  rows += [(f"train step, {k} per call, unrolled, conv_impl={impl}", sec / k)
+           for impl, sec in _interleaved(chunk).items()]
+  return rows
 
 
 def main(argv):
@@ -78,6 +127,7 @@ def main(argv):
   unrolled = jit(steps.make_train_chunk(step, k))
   rows.append((f"train step, {k} per call, unrolled (research/steps.py)",
                _time(lambda: unrolled(state, images, labels, idx, k)) / k))
+  rows += _formulations(images, labels, idx, k, opts)
   print(f"seed CNN, batch {b}, jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} CPUs)\n")
   print("| what | ms per step | images/s |\n|---|---|---|")
   for name, sec in rows:
