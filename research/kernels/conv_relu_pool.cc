@@ -203,7 +203,8 @@ struct ForwardOp {
   static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
                   const float* bias, float* y) {
     ParallelFor(pool, d.n, [&](int64_t n) {
-      ForwardImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias, y + n * d.hp * d.wp * F);
+      ForwardImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias,
+                            y + n * d.hp * d.wp * F);
     });
   }
 };
@@ -239,8 +240,8 @@ struct InputGradOp {
   static void Run(const Shape& d, ffi::ThreadPool& pool, const float* x, const float* kernel,
                   const float* bias, const float* dy, float* dx) {
     ParallelFor(pool, d.n, [&](int64_t n) {
-      InputGradImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias, dy + n * d.hp * d.wp * F,
-                           dx + n * d.h * d.w * d.c);
+      InputGradImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias,
+                              dy + n * d.hp * d.wp * F, dx + n * d.h * d.w * d.c);
     });
   }
 };
@@ -250,8 +251,7 @@ using Vec = ffi::Buffer<ffi::F32, 1>;
 using MapOut = ffi::ResultBuffer<ffi::F32, 4>;
 using VecOut = ffi::ResultBuffer<ffi::F32, 1>;
 
-ffi::Error Forward(ffi::ThreadPool pool, Map x, Map kernel,
-                   Vec bias, MapOut y, int64_t s,
+ffi::Error Forward(ffi::ThreadPool pool, Map x, Map kernel, Vec bias, MapOut y, int64_t s,
                    int64_t p) {
   const Shape d = MakeShape(x.dimensions(), kernel.dimensions(), s, p);
   if (ffi::Error e = CheckShape(d); e.failure()) return e;
@@ -260,9 +260,8 @@ ffi::Error Forward(ffi::ThreadPool pool, Map x, Map kernel,
   return ffi::Error::Success();
 }
 
-ffi::Error KernelGrad(ffi::ThreadPool pool, Map x, Map kernel,
-                      Vec bias, Map dy, MapOut dkernel,
-                      VecOut dbias, int64_t s, int64_t p) {
+ffi::Error KernelGrad(ffi::ThreadPool pool, Map x, Map kernel, Vec bias, Map dy,
+                      MapOut dkernel, VecOut dbias, int64_t s, int64_t p) {
   const Shape d = MakeShape(x.dimensions(), kernel.dimensions(), s, p);
   if (ffi::Error e = CheckShape(d); e.failure()) return e;
   Dispatch<KernelGradOp>(d, pool, x.typed_data(), kernel.typed_data(), bias.typed_data(),
@@ -270,8 +269,7 @@ ffi::Error KernelGrad(ffi::ThreadPool pool, Map x, Map kernel,
   return ffi::Error::Success();
 }
 
-ffi::Error InputGrad(ffi::ThreadPool pool, Map x, Map kernel,
-                     Vec bias, Map dy, MapOut dx,
+ffi::Error InputGrad(ffi::ThreadPool pool, Map x, Map kernel, Vec bias, Map dy, MapOut dx,
                      int64_t s, int64_t p) {
   const Shape d = MakeShape(x.dimensions(), kernel.dimensions(), s, p);
   if (ffi::Error e = CheckShape(d); e.failure()) return e;
@@ -289,33 +287,13 @@ extern "C" int ConvReluPoolCompiled(int64_t k, int64_t channels, int64_t feature
   return 0;
 }
 
+// Every call takes (x, kernel, bias, ...) and the attributes s (stride) and p (pool window).
+auto Inputs() { return ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<Map>().Arg<Map>().Arg<Vec>(); }
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ConvReluPoolForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Map>()
-                                  .Arg<Map>()
-                                  .Arg<Vec>()
-                                  .Ret<Map>()
-                                  .Attr<int64_t>("s")
-                                  .Attr<int64_t>("p"));
+                              Inputs().Ret<Map>().Attr<int64_t>("s").Attr<int64_t>("p"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ConvReluPoolKernelGrad, KernelGrad,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Map>()
-                                  .Arg<Map>()
-                                  .Arg<Vec>()
-                                  .Arg<Map>()
-                                  .Ret<Map>()
-                                  .Ret<Vec>()
-                                  .Attr<int64_t>("s")
+                              Inputs().Arg<Map>().Ret<Map>().Ret<Vec>().Attr<int64_t>("s")
                                   .Attr<int64_t>("p"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ConvReluPoolInputGrad, InputGrad,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<Map>()
-                                  .Arg<Map>()
-                                  .Arg<Vec>()
-                                  .Arg<Map>()
-                                  .Ret<Map>()
-                                  .Attr<int64_t>("s")
-                                  .Attr<int64_t>("p"));
+                              Inputs().Arg<Map>().Ret<Map>().Attr<int64_t>("s").Attr<int64_t>("p"));
