@@ -4,8 +4,7 @@ numbers with their 95% intervals, from the studies' result files (nothing typed 
   python scripts/verdict.py [--studies_dir docs/studies] [--output docs/verdict.md]
 
 Reads STUDIES_DIR/{harder,shuffled,translation,rethinking}/summary.json and
-{params,tabular}/results.csv (and, when they have run, efcn/summary.json and
-harder_cluttered/summary.json, the harder-task study's cluttered part run on its own). A missing file is
+{params,tabular}/results.csv (and, when it has run, efcn/summary.json). A missing file is
 an error (one line naming it and the command that writes it; exit 1): a verdict is never drawn
 from a study that did not run. Each verdict follows the rule printed under it.
 """
@@ -87,10 +86,6 @@ def gap(summary, a, b, condition):
 def claims():
   """[(source, quote, verdict, evidence lines, rule)] from the studies' files."""
   harder, shuffled = load("harder"), load("shuffled")
-  if os.path.isfile(os.path.join(FLAGS.studies_dir, "harder_cluttered", "summary.json")):
-    extra = load("harder_cluttered")  # the harder-task study's cluttered part, run on its own
-    harder = {**harder, "cells": harder["cells"] + extra["cells"],
-              "gaps": harder["gaps"] + extra["gaps"], "parts": [extra.get("command", "")]}
   translation, rethinking = load("translation"), load("rethinking")
   params, tabular = load_csv("params"), load_csv("tabular")
   out = []
@@ -279,7 +274,6 @@ def render(found, harder, rethink) -> str:
       lines += ["", "## Same function, different learning (eFCN)", "", line]
   lines += ["", f"Harder-task study command: `{harder.get('command', '')}`; training time of "
             f"its runs {harder.get('train_hours', float('nan')):.1f} h."]
-  lines += [f"Its part run on its own: `{c}`." for c in harder.get("parts", [])]
   return "\n".join(lines) + "\n"
 
 
