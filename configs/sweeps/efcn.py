@@ -45,7 +45,7 @@ def get_sweep(arg=None):
       "conditions": ({"mnist": {"dataset": "mnist"}} if quick else
                      {"mnist": {"dataset": "mnist"},
                       "fashion_mnist": {"dataset": "fashion_mnist"}}),
-      "seeds": [0] if quick else [0, 1, 2],
+      "seeds": [0] if quick else [0, 1, 2, 3, 4],
       # Stage 2 (scripts/study_efcn.py): eFCN runs from the `from` runs' checkpoints.
       "relax": {"from": "cnn", "epochs": relax_epochs, "steps_per_epoch": steps_per_epoch,
                 "overrides": {"model": "fcn", "num_epochs": train_on,
