@@ -38,7 +38,12 @@ patches by one gather take 0.64 ms (float32; 0.44 bfloat16) against 4.0 for the 
 and its input gradient as bf16 dots plus the fold 1.4 ms against Eigen's 4.1; but inside the
 10-step chunk XLA:CPU fuses the producers into the dots' operands, and with the gather, an
 Eigen/dot split of the backward or optimization barriers around the dots' operands the step
-was 19.6-30.9 ms against 19.3-20.0 for hybrid and xla in the same run.
+was 19.6-30.9 ms against 19.3-20.0 for hybrid and xla in the same run. Patches built by a C++
+FFI kernel (XLA cannot fuse into a custom call) were no better for the second layer: in rows XLA
+transposed them for the kernel gradient's dot (2 x 2.1 ms a step), as [k*k*C, N*Ho*Wo] the copy
+went away but the step was still 18.3 ms against xla's 14.6 in one run; for the first layer the
+transposed patches beat the concatenation (13.5 against 14.1 ms), and research/fused.py's
+kernel, which also fuses the bias, relu and pool, beats both.
 """
 import functools
 
