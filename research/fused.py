@@ -37,8 +37,7 @@ from research import UserError, equivalence
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "conv_relu_pool.cc")
 TARGETS = ("ConvReluPoolForward", "ConvReluPoolKernelGrad", "ConvReluPoolInputGrad")
-MAX_POOL = 4  # the kernel's largest pool window side
-MAX_CHANNELS = 4  # input channels of a layer it takes (as convdot.HYBRID_IM2COL_CHANNELS)
+MAX_POOL = 4  # the kernel's largest pool window side (kMaxWindow = 4 * 4 there)
 
 
 def _flags() -> list[str]:
@@ -112,9 +111,10 @@ def available() -> tuple[bool, str]:
 
 
 def fits(in_channels: int, kernel_size: int, features: int, pool: int, dtype) -> bool:
-  """Whether a conv -> relu -> max-pool block of these sizes runs fused (else: hybrid)."""
+  """Whether a conv -> relu -> max-pool block of these sizes runs fused (else: hybrid): the
+  kernel was compiled for its (kernel size, input channels, features)."""
   lib, _ = _library()
-  return (lib is not None and in_channels <= MAX_CHANNELS and 1 <= pool <= MAX_POOL
+  return (lib is not None and 1 <= pool <= MAX_POOL
           and jnp.dtype(dtype) == jnp.float32
           and bool(lib.ConvReluPoolCompiled(kernel_size, in_channels, features)))
 

@@ -166,8 +166,8 @@ def conv_impl(config, platform: str | None = None, num_devices: int = 1) -> str:
   prints this comparison for the CPU it runs on, README "Performance") on a 2-core Sapphire Rapids
   Xeon (AVX-512, AVX-512 BF16, AMX), nothing else running: fused 13.3 ms, hybrid 17.7, xla 18.2
   (scripts/profile_step.py, docs/benchmark/profile_step.md); nn.Conv 20.2, xla 18.0, hybrid 17.6
-  in an earlier run (im2col 24-28 ms and im2col_bf16 20.4-22.9 ms). nn.Conv's bias gradients are sums over N, H and W that XLA:CPU
-  splits into reduce-window ops (4.8 ms of 20.5 in a profile); `xla` computes them as one matvec
+  in an earlier run (im2col 24-28 ms and im2col_bf16 20.4-22.9 ms). nn.Conv's bias gradients
+  are sums over N, H and W that XLA:CPU splits into reduce-window ops (4.8 ms of 20.5 in a profile); `xla` computes them as one matvec
   each; `hybrid` also runs the one-channel first layer as patches x matrix, where Eigen's
   convolution is slowest (research/convdot.py has the per-layer numbers); `fused` runs that
   layer's conv, bias, relu and pool as one kernel and never writes its 26x26x32 map. So on CPU

@@ -241,8 +241,9 @@ class Program:
     self.config = config
     self.image_shape = ds.image_shape
     self.model = models.create_model(config, ds.num_classes, platform, num_devices)
-    # what 'auto' chose, for results.json
-    self.conv_impl = models.conv_impl(config, platform, num_devices)
+    # what 'auto' chose, for results.json (models without convolutions: what a CNN would get)
+    self.conv_impl = (self.model.conv_impl if hasattr(self.model, "conv_impl")
+                      else models.conv_impl(config, platform, num_devices))
     self.n_train = len(ds.train_labels)
     self.steps_per_epoch = self.n_train // config.batch_size
     if self.steps_per_epoch == 0:

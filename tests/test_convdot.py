@@ -1,5 +1,6 @@
-"""Every convolution formulation (research/convdot.py, and research/fused.py in the network) computes nn.Conv's layer: the same
-parameters, outputs and gradients, to float32 rounding (bfloat16 dots: to a stated bound)."""
+"""Every convolution formulation (research/convdot.py, and research/fused.py in the network)
+computes nn.Conv's layer: the same parameters, outputs and gradients, to float32 rounding
+(bfloat16 dots: to a stated bound)."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

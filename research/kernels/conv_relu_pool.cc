@@ -9,9 +9,9 @@
 // and backward: the backward recomputes the window's pre-activations (k*k*C multiply-adds each),
 // which costs less than writing and reading back the [N, Ho, Wo, F] map the unfused layer makes.
 //
-// The forward and the kernel gradient are compiled for each (T = k*k*C, F) in SHAPES below, so
-// that a position's F sums and its T x F kernel-gradient terms stay in vector registers; the
-// input gradient (needed only where the layer is not the first) is written for any shape.
+// Every call is compiled for each (k, C, F) in SHAPES below, so that a position's F sums and its
+// T x F kernel-gradient terms (T = k*k*C) stay in vector registers. The input gradient, needed
+// only where the layer is not the first, is a call of its own that XLA drops for the data layer.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -28,7 +28,7 @@ namespace {
 constexpr int64_t kMaxWindow = 16;  // p * p
 
 struct Shape {
-  int64_t n, h, w, c, k, f, s, p, hp, wp, taps;
+  int64_t n, h, w, c, k, f, s, p, hp, wp;
 };
 
 Shape MakeShape(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel, int64_t s, int64_t p) {
@@ -37,7 +37,6 @@ Shape MakeShape(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel, int
   d.k = kernel[0], d.f = kernel[3], d.s = s, d.p = p;
   d.hp = ((d.h - d.k) / s + 1) / p;
   d.wp = ((d.w - d.k) / s + 1) / p;
-  d.taps = d.k * d.k * d.c;
   return d;
 }
 
@@ -139,8 +138,7 @@ void KernelGradImage(const Shape& d, const float* xb, const float* kernel, const
   for (int o = 0; o < F; ++o) dbias[o] += db[o];
 }
 
-// dx of one image for any shape (runtime loops): the window gradients recomputed, then
-// dx[taps of (r, q)] += kernel @ g.
+// dx of one image: the window gradients recomputed, then dx[taps of (r, q)] += kernel @ g.
 template <int K, int C, int F>
 void InputGradImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
                     const float* dy, float* dxb) {
@@ -188,13 +186,19 @@ bool Dispatch(const Shape& d, Args&&... args) {
   return false;
 }
 
+bool Compiled(int64_t k, int64_t channels, int64_t features) {
+#define CASE(K, C, F) if (k == K && channels == C && features == F) return true;
+  SHAPES(CASE)
+#undef CASE
+  return false;
+}
+
 ffi::Error CheckShape(const Shape& d) {
   if (d.p < 1 || d.p * d.p > kMaxWindow || d.s < 1)
     return ffi::Error::InvalidArgument("conv_relu_pool: pool window must be 1..4, stride >= 1");
-#define CASE(K, C, F) if (d.k == K && d.c == C && d.f == F) return ffi::Error::Success();
-  SHAPES(CASE)
-#undef CASE
-  return ffi::Error::InvalidArgument("conv_relu_pool: no kernel compiled for this (k, C, F)");
+  if (!Compiled(d.k, d.c, d.f))
+    return ffi::Error::InvalidArgument("conv_relu_pool: no kernel compiled for this (k, C, F)");
+  return ffi::Error::Success();
 }
 
 template <int K, int C, int F>
@@ -281,10 +285,7 @@ ffi::Error InputGrad(ffi::ThreadPool pool, Map x, Map kernel, Vec bias, Map dy, 
 }  // namespace
 
 extern "C" int ConvReluPoolCompiled(int64_t k, int64_t channels, int64_t features) {
-#define CASE(K, C, F) if (k == K && channels == C && features == F) return 1;
-  SHAPES(CASE)
-#undef CASE
-  return 0;
+  return Compiled(k, channels, features) ? 1 : 0;
 }
 
 // Every call takes (x, kernel, bias, ...) and the attributes s (stride) and p (pool window).
