@@ -3,6 +3,7 @@
 A bad flag, config file or `--config.FIELD` override becomes one `error: ...` line on stderr and
 exit status 2, not a traceback.
 """
+import os
 import sys
 
 from absl import flags
@@ -27,7 +28,19 @@ def parse_flags(argv):
   fail(message)
 
 
-def fail(message: str):
-  """One `error: ...` line on stderr, exit status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+def fail(message: str, code: int = 2):
+  """`error: MESSAGE` as the last line on stderr, and exit status `code`.
+
+  Background threads can still be failing when an error reaches here: a checkpoint that ran out
+  of disk leaves orbax's and tensorstore's writers printing tracebacks ("Event loop is closed")
+  for a few more milliseconds, and one of them landed after the error line in a CI run. So
+  stderr (fd 2) is pointed at /dev/null first and the line goes to a copy of the real one:
+  nothing those threads print from then on can follow it. sys.stderr is not flushed first: it
+  is line-buffered, so all it can hold is the start of another thread's line (seen: a
+  traceback's last line glued to the front of the error line), which now goes to /dev/null.
+  """
+  real_stderr = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.write(real_stderr, f"error: {message}\n".encode())
+  sys.exit(code)

@@ -84,12 +84,9 @@ def main(argv):
     else:
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
-    logging.flush()
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   except FloatingPointError as e:
-    print(f"error: training diverged: {e}", file=sys.stderr)
-    sys.exit(3)
+    cli.fail(f"training diverged: {e}", code=3)
 
 
 def _parse_flags(argv):

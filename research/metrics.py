@@ -1,9 +1,13 @@
 """What a run writes into its workdir (process 0 only): config.json, metrics.jsonl,
 TensorBoard event files and results.json."""
+import contextlib
+import errno
 import json
 import os
 import socket
 import time
+
+from research import UserError
 
 
 class MetricWriter:
@@ -14,7 +18,8 @@ class MetricWriter:
     self._tb = None
     self._jsonl = None
     if enabled:
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      with _clear_write_errors(workdir):
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
 
   def _tensorboard(self):
     if self._tb is None:
@@ -51,13 +56,14 @@ class MetricWriter:
     """One JSON line {"split", "step", "time", **values} and one scalar per value."""
     if not self.enabled:
       return
-    self._jsonl.write(json.dumps({"split": split, "step": int(step), "time": time.time(),
-                                  **{k: float(v) for k, v in values.items()}}) + "\n")
-    self._jsonl.flush()
-    tb = self._tensorboard()
-    for k, v in values.items():
-      tb.scalar(f"{split}/{k}", float(v), int(step))
-    tb.flush()
+    with _clear_write_errors(self.workdir):
+      self._jsonl.write(json.dumps({"split": split, "step": int(step), "time": time.time(),
+                                    **{k: float(v) for k, v in values.items()}}) + "\n")
+      self._jsonl.flush()
+      tb = self._tensorboard()
+      for k, v in values.items():
+        tb.scalar(f"{split}/{k}", float(v), int(step))
+      tb.flush()
 
   def write_json(self, name: str, obj: dict, force: bool = False) -> None:
     """Writes WORKDIR/name atomically (process 0, or any process with force=True)."""
@@ -105,11 +111,29 @@ class EventFile:
     self._records.close()
 
 
+@contextlib.contextmanager
+def _clear_write_errors(where: str):
+  """A full disk, a read-only or forbidden folder: one UserError line, not a traceback."""
+  try:
+    yield
+  except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+      raise
+    raise UserError(f"cannot write the run's files to {where}: {os.strerror(e.errno)}") from None
+
+
 def _atomic_write(path: str, text: str) -> None:
+  """Writes `path` whole or not at all (a failed write leaves no temporary file behind)."""
   tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text + "\n")
-  os.replace(tmp, path)
+  with _clear_write_errors(os.path.dirname(path)):
+    try:
+      with open(tmp, "w") as f:
+        f.write(text + "\n")
+      os.replace(tmp, path)
+    except BaseException:
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
+      raise
 
 
 def read_jsonl(path: str) -> list[dict]:

@@ -204,10 +204,14 @@ def test_checkpoints_restore_across_flavours_and_device_counts(reference, tmp_pa
 
 
 @pytest.mark.slow
-def test_full_disk_is_a_clear_error_at_the_first_save(mnist, tmp_path):
+@pytest.mark.parametrize("size", ["20k", "300k"])
+def test_full_disk_is_one_clear_error_line(mnist, tmp_path, size):
+  # 20k fills up with the run's own files, 300k (or 20k, when orbax's background writer gets
+  # there first) inside the first checkpoint, whose writer threads go on printing tracebacks
+  # while the run exits: the error line must still be the last one.
   mnt = tmp_path / "tiny"
   mnt.mkdir()
-  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)],
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                     capture_output=True).returncode:
     pytest.skip("cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN)")
   try:
@@ -216,4 +220,5 @@ def test_full_disk_is_a_clear_error_at_the_first_save(mnist, tmp_path):
     subprocess.run(["umount", str(mnt)])
   assert proc.returncode == 2
   last = proc.stderr.strip().splitlines()[-1]
-  assert last == f"error: cannot write checkpoints to {mnt}/w/checkpoints: No space left on device"
+  assert last in (f"error: cannot write checkpoints to {mnt}/w/checkpoints: No space left on device",
+                  f"error: cannot write the run's files to {mnt}/w: No space left on device")
