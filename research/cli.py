@@ -1,7 +1,7 @@
 """absl flag parsing shared by the entry points (research.main, research.preflight).
 
 A bad flag, config file or `--config.FIELD` override becomes one `error: ...` line on stderr and
-exit status 2, not a traceback.
+exit status 2, not a traceback; `fail` is also how the entry points end on any other error.
 """
 import os
 import sys
@@ -29,7 +29,7 @@ def parse_flags(argv):
 
 
 def fail(message: str, code: int = 2):
-  """`error: MESSAGE` as the last line on stderr, and exit status `code`.
+  """`error: MESSAGE` as the last line on stderr, then exit with `code` at once.
 
   Background threads can still be failing when an error reaches here: a checkpoint that ran out
   of disk leaves orbax's and tensorstore's writers printing tracebacks ("Event loop is closed")
@@ -38,9 +38,16 @@ def fail(message: str, code: int = 2):
   nothing those threads print from then on can follow it. sys.stderr is not flushed first: it
   is line-buffered, so all it can hold is the start of another thread's line (seen: a
   traceback's last line glued to the front of the error line), which now goes to /dev/null.
+
+  os._exit, not sys.exit: a save that failed can leave orbax's signalling threads (not daemons)
+  waiting for a signal that never comes, and the interpreter's exit would join them forever
+  (seen: a run whose own files filled the disk during a checkpoint hung at exit); in a
+  multi-process run, jax.distributed's exit barrier would wait for peers. What the run wrote is
+  already flushed (metrics after every line, checkpoints only once committed).
   """
+  sys.stdout.flush()
   real_stderr = os.dup(2)
   devnull = os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, 2)
   os.write(real_stderr, f"error: {message}\n".encode())
-  sys.exit(code)
+  os._exit(code)

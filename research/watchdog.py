@@ -9,12 +9,12 @@ process. It exits with os._exit because the main thread is blocked inside XLA an
 interrupted; checkpoints already committed stay intact.
 """
 import contextlib
-import os
-import sys
 import threading
 import time
 
 import jax
+
+from research import cli
 
 STALL_EXIT_CODE = 4
 
@@ -47,19 +47,16 @@ class Watchdog:
       if self._thread is None:  # one process, or no bound asked for: the caller's business
         raise
       reason = " ".join(str(e).split())[:200]
-      self._exit(f"error: {self._who} lost a peer in {name} ({reason}); exiting")
+      self._exit(f"{self._who} lost a peer in {name} ({reason}); exiting")
     finally:
       with self._lock:
         self._phase, self._deadline = outer
 
   @staticmethod
-  def _exit(line: str):
-    # os._exit skips jax.distributed's shutdown barrier at exit, which would wait for the
-    # missing peer and then abort with a crash report.
-    sys.stdout.flush()
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-    os._exit(STALL_EXIT_CODE)
+  def _exit(message: str):
+    # cli.fail exits with os._exit: the main thread is blocked inside XLA, and jax.distributed's
+    # shutdown barrier at exit would wait for the missing peer and then abort with a crash report.
+    cli.fail(message, STALL_EXIT_CODE)
 
   def _watch(self):
     poll = min(1.0, self.timeout_s / 10)
@@ -67,7 +64,7 @@ class Watchdog:
       with self._lock:
         phase, deadline = self._phase, self._deadline
       if deadline is not None and time.monotonic() > deadline:
-        self._exit(f"error: {self._who} waited over {self.timeout_s:.0f} s in {phase}; a peer "
+        self._exit(f"{self._who} waited over {self.timeout_s:.0f} s in {phase}; a peer "
                    "is stalled or unreachable (bound: config.stall_timeout); exiting")
 
   def close(self):
