@@ -35,8 +35,12 @@ import numpy as np
 
 from research import UserError, equivalence
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "conv_relu_pool.cc")
-TARGETS = ("ConvReluPoolForward", "ConvReluPoolKernelGrad", "ConvReluPoolInputGrad")
+_KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+# One library from both sources: conv + relu + pool for a first layer, and a plain convolution
+# (conv2d.cc) for a layer on many channels.
+SOURCES = (os.path.join(_KERNELS, "conv_relu_pool.cc"), os.path.join(_KERNELS, "conv2d.cc"))
+TARGETS = ("ConvReluPoolForward", "ConvReluPoolKernelGrad", "ConvReluPoolInputGrad",
+           "Conv2dForward", "Conv2dInputGrad", "Conv2dKernelGrad")
 MAX_POOL = 4  # the kernel's largest pool window side (kMaxWindow = 4 * 4 there)
 
 
@@ -64,9 +68,11 @@ def _cache_dir() -> str:
 def _build(compiler: str) -> str:
   """Path of the built library: from the cache, or compiled now (atomically: a half-written
   library is never left under the final name, and concurrent builders agree)."""
-  with open(SOURCE, "rb") as f:
-    source = f.read()
-  key = hashlib.sha256(b"\0".join([source, " ".join(_flags()).encode(), jaxlib.__version__.encode(),
+  sources = []
+  for name in SOURCES:
+    with open(name, "rb") as f:
+      sources.append(f.read())
+  key = hashlib.sha256(b"\0".join([*sources, " ".join(_flags()).encode(), jaxlib.__version__.encode(),
                                    _cpu_fingerprint().encode()])).hexdigest()[:16]
   path = os.path.join(_cache_dir(), f"conv_relu_pool-{key}.so")
   if os.path.exists(path):
@@ -75,7 +81,7 @@ def _build(compiler: str) -> str:
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=_cache_dir())
   os.close(fd)
   try:
-    cmd = [compiler, *_flags(), f"-I{jax.ffi.include_dir()}", SOURCE, "-o", tmp]
+    cmd = [compiler, *_flags(), f"-I{jax.ffi.include_dir()}", *SOURCES, "-o", tmp]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
       raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -95,12 +101,13 @@ def _library():
   try:
     lib = ctypes.cdll.LoadLibrary(_build(compiler))
   except (OSError, RuntimeError) as e:
-    return None, f"building {os.path.basename(SOURCE)}: {e}"
+    return None, f"building {', '.join(map(os.path.basename, SOURCES))}: {e}"
   for name in TARGETS:
     jax.ffi.register_ffi_target(f"research_{name}", jax.ffi.pycapsule(getattr(lib, name)),
                                 platform="cpu")
-  lib.ConvReluPoolCompiled.restype = ctypes.c_int
-  lib.ConvReluPoolCompiled.argtypes = [ctypes.c_int64] * 3
+  for query in (lib.ConvReluPoolCompiled, lib.Conv2dCompiled):
+    query.restype = ctypes.c_int
+    query.argtypes = [ctypes.c_int64] * 3
   return lib, ""
 
 
@@ -119,18 +126,25 @@ def fits(in_channels: int, kernel_size: int, features: int, pool: int, dtype) ->
           and bool(lib.ConvReluPoolCompiled(kernel_size, in_channels, features)))
 
 
+def conv_fits(in_channels: int, kernel_size: int, features: int, strides: int, dtype) -> bool:
+  """Whether a stride-1 convolution of these sizes runs as conv2d.cc's kernels (else: hybrid)."""
+  lib, _ = _library()
+  return (lib is not None and strides == 1 and jnp.dtype(dtype) == jnp.float32
+          and bool(lib.Conv2dCompiled(kernel_size, in_channels, features)))
+
+
 def _pooled_shape(x, kernel, strides, pool):
   n, h, w, _ = x.shape
   k, f = kernel.shape[0], kernel.shape[3]
   return (n, ((h - k) // strides + 1) // pool, ((w - k) // strides + 1) // pool, f)
 
 
-def _call(name, out, x, kernel, bias, *rest, strides, pool):
-  ok, why = available()  # builds and registers the kernel on first use
+def _call(name, out, *args, **attributes):
+  ok, why = available()  # builds and registers the kernels on first use
   if not ok:
     raise UserError(f"the fused conv kernel is unavailable: {why}")
-  return jax.ffi.ffi_call(f"research_{name}", out)(x, kernel, bias, *rest, s=np.int64(strides),
-                                                   p=np.int64(pool))
+  return jax.ffi.ffi_call(f"research_{name}", out)(
+      *args, **{k: np.int64(v) for k, v in attributes.items()})
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -138,7 +152,7 @@ def conv_relu_pool(x, kernel, bias, strides: int = 1, pool: int = 2):
   """max_pool(relu(VALID conv(x, kernel, strides) + bias), pool) for float32 x [N, H, W, C],
   an HWIO kernel [k, k, C, F] and bias [F] -> [N, Ho // pool, Wo // pool, F]."""
   out = jax.ShapeDtypeStruct(_pooled_shape(x, kernel, strides, pool), jnp.float32)
-  return _call("ConvReluPoolForward", out, x, kernel, bias, strides=strides, pool=pool)
+  return _call("ConvReluPoolForward", out, x, kernel, bias, s=strides, p=pool)
 
 
 def _forward(x, kernel, bias, strides, pool):
@@ -149,11 +163,10 @@ def _backward(strides, pool, residuals, dy):
   x, kernel, bias = residuals
   grads = (jax.ShapeDtypeStruct(kernel.shape, jnp.float32),
            jax.ShapeDtypeStruct(bias.shape, jnp.float32))
-  dkernel, dbias = _call("ConvReluPoolKernelGrad", grads, x, kernel, bias, dy, strides=strides,
-                         pool=pool)
+  dkernel, dbias = _call("ConvReluPoolKernelGrad", grads, x, kernel, bias, dy, s=strides, p=pool)
   # A separate call, so that XLA drops it where x is the data (the first layer): no one reads it.
   dx = _call("ConvReluPoolInputGrad", jax.ShapeDtypeStruct(x.shape, jnp.float32), x, kernel, bias,
-             dy, strides=strides, pool=pool)
+             dy, s=strides, p=pool)
   return dx, dkernel, dbias
 
 
@@ -177,3 +190,45 @@ class ConvReluPool(nn.Module):
     pads = equivalence.resolve_padding(self.padding, x.shape[1:3], (k, k), (s, s), (1, 1))
     x = jnp.pad(x.astype(jnp.float32), ((0, 0), *pads, (0, 0)))
     return conv_relu_pool(x, kernel, bias, s, self.pool)
+
+
+@jax.custom_vjp
+def conv2d(x, kernel, bias):
+  """VALID stride-1 conv(x, kernel) + bias for float32 x [N, H, W, C], an HWIO kernel
+  [k, k, C, F] and bias [F] -> [N, H - k + 1, W - k + 1, F] (research/kernels/conv2d.cc)."""
+  k = kernel.shape[0]
+  out = jax.ShapeDtypeStruct((x.shape[0], x.shape[1] - k + 1, x.shape[2] - k + 1, kernel.shape[3]),
+                             jnp.float32)
+  return _call("Conv2dForward", out, x, kernel, bias)
+
+
+def _conv2d_forward(x, kernel, bias):
+  return conv2d(x, kernel, bias), (x, kernel)
+
+
+def _conv2d_backward(residuals, dy):
+  x, kernel = residuals
+  dkernel = _call("Conv2dKernelGrad", jax.ShapeDtypeStruct(kernel.shape, jnp.float32), x, kernel, dy)
+  # Its own call, so that XLA drops it where x is the data (no one reads it).
+  dx = _call("Conv2dInputGrad", jax.ShapeDtypeStruct(x.shape, jnp.float32), x, kernel, dy)
+  flat = dy.reshape(-1, dy.shape[-1])
+  return dx, dkernel, jnp.ones((flat.shape[0],), flat.dtype) @ flat  # the bias gradient as a matvec
+
+
+conv2d.defvjp(_conv2d_forward, _conv2d_backward)
+
+
+class Conv(nn.Module):
+  """nn.Conv(features, (k, k), padding) at stride 1, with nn.Conv's parameters, as `conv2d`."""
+  features: int
+  kernel_size: int = 3
+  padding: str = "VALID"  # or "SAME": padded here, as lax does
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    pads = equivalence.resolve_padding(self.padding, x.shape[1:3], (k, k), (1, 1), (1, 1))
+    x = jnp.pad(x.astype(jnp.float32), ((0, 0), *pads, (0, 0)))
+    return conv2d(x, kernel, bias)

@@ -137,6 +137,10 @@ class CNN(nn.Module):
         x = fused.ConvReluPool(width, self.kernel_size, self.strides, self.padding, self.pool,
                                name=f"Conv_{i}")(x)
         continue
+      elif self.conv_impl == "fused" and fused.conv_fits(x.shape[-1], self.kernel_size, width,
+                                                         self.strides, self.dtype):
+        # the convolution alone as conv2d.cc's kernels (research/fused.py), same parameters
+        x = fused.Conv(width, self.kernel_size, self.padding, name=f"Conv_{i}")(x)
       else:  # named as nn.Conv would be: one parameter tree for every formulation
         impl = "hybrid" if self.conv_impl == "fused" else self.conv_impl
         x = convdot.Conv(width, self.kernel_size, self.strides, self.padding, impl,

@@ -1,6 +1,7 @@
 """conv_impl='fused' (research/fused.py): the conv -> bias -> relu -> max-pool block as one
-XLA:CPU kernel computes what nn.Conv, nn.relu and models.max_pool compute, values and gradients,
-and the project picks it, or falls back, in the open."""
+XLA:CPU kernel computes what nn.Conv, nn.relu and models.max_pool compute, and the plain
+convolution kernel what nn.Conv computes, values and gradients; and the project picks them, or
+falls back, in the open."""
 import os
 import shutil
 
@@ -73,12 +74,56 @@ def test_block_matches_float64_reference(channels, k, features, strides, padding
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE * np.abs(want).max(), err_msg=what)
 
 
-def test_the_seed_cnn_fuses_its_first_layer_only():
+@pytest.mark.parametrize("channels,features,padding,size,batch", [
+    (32, 64, "VALID", 13, 3),   # the seed CNN's second layer: rows of 11 (blocks of 6 and 5)
+    (16, 32, "SAME", 9, 2),     # padded, rows of 9
+    (64, 64, "VALID", 6, 17),   # more images than the kernel gradient's 16 partial sums
+])
+def test_conv_matches_float64_reference(channels, features, padding, size, batch):
+  rng = np.random.default_rng(size + channels)
+  x = rng.normal(size=(batch, size, size, channels)).astype(np.float32)
+  ref = nn.Conv(features, (3, 3), padding=padding, name="Conv_0")
+  params = ref.init(jax.random.PRNGKey(0), x)["params"]
+  params = {**params, "bias": rng.normal(scale=0.1, size=features).astype(np.float32)}
+  assert fused.conv_fits(channels, 3, features, 1, jnp.float32)
+  ours = fused.Conv(features, 3, padding)
+  assert jax.tree.map(np.shape, ours.init(jax.random.PRNGKey(0), x)["params"]) == \
+      jax.tree.map(np.shape, params)
+  dy = rng.normal(size=ref.apply({"params": params}, x).shape)
+
+  def grads(module, dtype):
+    def f(p, x):
+      y = module.apply({"params": p}, x)
+      return (y * dy.astype(dtype)).sum(), y
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
+
+  (_, y), (g_params, g_x) = grads(ours, jnp.float32)(params, x)
+  with jax.enable_x64(True):
+    to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)
+    ref64 = nn.Conv(features, (3, 3), padding=padding, dtype=jnp.float64, param_dtype=jnp.float64)
+    (_, y_ref), (r_params, r_x) = grads(ref64, jnp.float64)(to64(params), to64(x))
+    y_ref, r_params, r_x = jax.tree.map(np.asarray, (y_ref, r_params, r_x))
+  for got, want, what in [(y, y_ref, "output"), (g_x, r_x, "input gradient"),
+                          (g_params["kernel"], r_params["kernel"], "kernel gradient"),
+                          (g_params["bias"], r_params["bias"], "bias gradient")]:
+    got = np.asarray(got, np.float64)
+    assert got.shape == want.shape, what
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE * np.abs(want).max(), err_msg=what)
+
+
+def test_the_seed_cnn_runs_both_layers_as_kernels():
   model = models.create_model(tiny_config("cnn", conv_impl="fused"), 10)
   images = np.zeros((2, 28, 28, 1), np.float32)
-  hlo = jax.jit(lambda p: model.apply({"params": p}, images)).lower(
-      train.create_train_state(tiny_config("cnn"), model, (28, 28, 1), 1).params).as_text()
-  assert hlo.count("research_ConvReluPoolForward") == 1  # 28x28x1 -> 32; the 32-channel one is xla
+  params = train.create_train_state(tiny_config("cnn"), model, (28, 28, 1), 1).params
+  loss = lambda p: model.apply({"params": p}, images).sum()
+  hlo = jax.jit(jax.grad(loss)).lower(params).as_text()
+  # 28x28x1 -> 32 with its relu and pool as one kernel; 13x13x32 -> 64 as conv2d.cc's
+  assert hlo.count("research_ConvReluPoolForward") == 1
+  assert hlo.count("research_ConvReluPoolKernelGrad") == 1
+  assert hlo.count("research_Conv2dForward") == 1
+  assert hlo.count("research_Conv2dKernelGrad") == 1
+  assert hlo.count("research_Conv2dInputGrad") == 1  # the first layer's output needs it
+  assert "convolution(" not in hlo  # nothing left for Eigen
 
 
 def test_auto_uses_fused_on_cpu_and_falls_back_saying_why(monkeypatch):
