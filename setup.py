@@ -7,7 +7,7 @@ setup(
     description="Flax Dense and Conv models on MNIST and friends: jit/pmap steps, orbax checkpoints, ablations.",
     packages=find_packages(include=["research", "research.*"]),
     # research/fused.py compiles this C++ source on first use (a C++ compiler, no build step here)
-    package_data={"research": ["kernels/*.cc"]},
+    package_data={"research": ["kernels/*.cc", "kernels/*.h"]},
     python_requires=">=3.11",
     install_requires=[
         # jax 0.10.x on Python 3.11 (CPU box), 0.11.x on the 3.12 GPU/TPU machines.

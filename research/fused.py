@@ -39,6 +39,7 @@ _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 # One library from both sources: conv + relu + pool for a first layer, and a plain convolution
 # (conv2d.cc) for a layer on many channels.
 SOURCES = (os.path.join(_KERNELS, "conv_relu_pool.cc"), os.path.join(_KERNELS, "conv2d.cc"))
+HEADERS = (os.path.join(_KERNELS, "parallel_for.h"),)
 TARGETS = ("ConvReluPoolForward", "ConvReluPoolKernelGrad", "ConvReluPoolInputGrad",
            "Conv2dForward", "Conv2dInputGrad", "Conv2dKernelGrad")
 MAX_POOL = 4  # the kernel's largest pool window side (kMaxWindow = 4 * 4 there)
@@ -69,7 +70,7 @@ def _build(compiler: str) -> str:
   """Path of the built library: from the cache, or compiled now (atomically: a half-written
   library is never left under the final name, and concurrent builders agree)."""
   sources = []
-  for name in SOURCES:
+  for name in SOURCES + HEADERS:
     with open(name, "rb") as f:
       sources.append(f.read())
   key = hashlib.sha256(b"\0".join([*sources, " ".join(_flags()).encode(), jaxlib.__version__.encode(),

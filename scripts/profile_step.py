@@ -9,7 +9,9 @@ picks), 10 steps per call as a rolled loop (lax.scan, what XLA keeps as a while 
 unrolled (what research/steps.py compiles). Then, per `--conv_impls` formulation, the first conv
 block alone (conv 28x28x1 -> 32, relu, pool: forward, and forward + kernel gradient) and the
 10-step unrolled chunk, the formulations' repeats interleaved so that a change in the machine's
-speed hits them alike (median of 9). Random uint8 images: timing does not depend on them.
+speed hits them alike (median of 9); and the second convolution's three products (forward,
+input and kernel gradients) as Eigen and as `fused`'s kernels run them, interleaved (median of
+15). Random uint8 images: timing does not depend on them.
 """
 import functools
 import os
@@ -25,7 +27,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import mnist_cnn  # noqa: E402
-from research import models, parallel, steps, train  # noqa: E402
+from research import fused, models, parallel, steps, train  # noqa: E402
 
 
 FLAGS = flags.FLAGS
@@ -83,9 +85,36 @@ def _formulations(images, labels, idx, k, opts):
     chunk[impl] = functools.partial(run, state, images, labels, idx, k)
   rows = [(f"first conv block (28x28x1 -> 32, relu, pool) + head, {name}", sec)
           for name, sec in _interleaved(block).items()]
+  rows += _second_layer(b, opts)
   rows += [(f"train step, {k} per call, unrolled, conv_impl={impl}", sec / k)
            for impl, sec in _interleaved(chunk).items()]
   return rows
+
+
+def _second_layer(b, opts):
+  """The seed CNN's second convolution (13x13x32 -> 64) alone: its forward and its two
+  gradients as Eigen runs them (lax, what `xla` and `hybrid` use) and as conv2d.cc's kernels
+  (what `fused` uses), interleaved; with the GFLOP/s of the layer's own multiply-adds."""
+  if not fused.conv_fits(32, 3, 64, 1, jnp.float32):
+    return []
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((b, 13, 13, 32), np.float32))
+  kernel = jnp.asarray(rng.standard_normal((3, 3, 32, 64), np.float32) * 0.1)
+  bias = jnp.zeros((64,), jnp.float32)
+  dy = jnp.asarray(rng.standard_normal((b, 11, 11, 64), np.float32))
+  lax_conv = lambda x, kernel, bias: jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+  fns = {}
+  for name, conv in (("Eigen", lax_conv), ("conv2d.cc", fused.conv2d)):
+    grad = lambda argnum, conv=conv: jax.jit(
+        lambda x, kernel: jax.vjp(lambda *a: conv(*a, bias), x, kernel)[1](dy)[argnum],
+        compiler_options=opts)
+    fns[f"{name} forward"] = functools.partial(jax.jit(conv, compiler_options=opts), x, kernel, bias)
+    fns[f"{name} input gradient"] = functools.partial(grad(0), x, kernel)
+    fns[f"{name} kernel gradient"] = functools.partial(grad(1), x, kernel)
+  gflop = 2 * b * 11 * 11 * 9 * 32 * 64 / 1e9
+  return [(f"second conv (13x13x32 -> 64), {name} ({gflop / sec:.0f} GFLOP/s)", sec)
+          for name, sec in _interleaved(fns, repeats=15).items()]
 
 
 def main(argv):

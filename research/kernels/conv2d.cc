@@ -11,23 +11,21 @@
 //   kernel grad   dkernel[i, j, c..c+4, :] += x[r+i, q+j, c] (broadcast) * dy[r, q, :]
 // so every multiply-add of the three products is one FMA on a full vector, with no patches or
 // transposes written to memory (the input gradient's transposed kernel is 4*K*K*C*F bytes, made
-// once a call). Images are spread over all of XLA's intra-op threads: unlike the first layer's
-// kernel (conv_relu_pool.cc) these three products are most of the step's FLOPs.
+// once a call). Images are spread over XLA's intra-op threads (parallel_for.h).
 //
 // Sums run in a fixed order whatever the threads do: the kernel gradient keeps one partial sum
 // per block of images and adds them in block order.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using research::ParallelFor;
 
 namespace {
 
@@ -52,26 +50,6 @@ Shape MakeShape(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel) {
   d.k = kernel[0], d.f = kernel[3];
   d.ho = d.h - d.k + 1, d.wo = d.w - d.k + 1;
   return d;
-}
-
-// fn(i) for i in [0, n) on as many threads as the XLA:CPU intra-op pool has, the caller one of them
-// (one more, oversubscribing the cores, measured no faster on 2 cores).
-template <typename Fn>
-void ParallelFor(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
-  struct State {
-    std::atomic<int64_t> next{0}, done{0};
-  };
-  auto state = std::make_shared<State>();
-  auto work = [state, n, &fn]() {
-    for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
-      fn(i);
-      state->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  for (int64_t t = 1; t < workers; ++t) pool.Schedule([work]() { work(); });
-  work();
-  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
 // R outputs of one row, all F features: out[p][v] (p < R, v < F/16).

@@ -13,15 +13,14 @@
 // T x F kernel-gradient terms (T = k*k*C) stay in vector registers. The input gradient, needed
 // only where the layer is not the first, is a call of its own that XLA drops for the data layer.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using research::ParallelFor;
 
 namespace {
 
@@ -38,30 +37,6 @@ Shape MakeShape(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel, int
   d.hp = ((d.h - d.k) / s + 1) / p;
   d.wp = ((d.w - d.k) / s + 1) / p;
   return d;
-}
-
-// fn(i) for i in [0, n), spread over the caller and up to half of the XLA:CPU intra-op pool's
-// threads: XLA runs independent thunks of the step (other layers' gradients, Adam) beside this
-// one on the rest. On 2 cores that is the caller alone, which measured faster inside the seed
-// CNN's 10-step chunk (13.3 against 14.1 ms a step with both threads, alternating runs) though
-// slower in isolation. Every i runs exactly once; a helper that starts after all are taken only
-// reads `state`.
-template <typename Fn>
-void ParallelFor(ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads() / 2, n));
-  struct State {
-    std::atomic<int64_t> next{0}, done{0};
-  };
-  auto state = std::make_shared<State>();
-  auto work = [state, n, &fn]() {
-    for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
-      fn(i);
-      state->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  for (int64_t t = 1; t < workers; ++t) pool.Schedule([work]() { work(); });
-  work();
-  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
 // The K*K*C input values under the kernel at output position (r, q) of one image, in HWIO tap
