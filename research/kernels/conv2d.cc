@@ -15,6 +15,16 @@
 //
 // Sums run in a fixed order whatever the threads do: the kernel gradient keeps one partial sum
 // per block of images and adds them in block order.
+//
+// Measured on a 2-core AMD EPYC (AVX-512), batch 128, the seed CNN's second layer alone, min of
+// 30 (XLA's float32 2048^2 matmul: 378 GFLOP/s in the same run): forward 1.33 ms (431 GFLOP/s)
+// against Eigen's 1.72, input gradient 1.67 ms against 2.54, kernel gradient 2.08 against 2.59.
+// The register block matters: with rows of 11 done as one block of 6 and five of 1 the forward
+// took 2.44 ms (RowBlocks now does 6 + 5); skipping the input gradient's zero rows took it from
+// 2.06 to 1.67 ms. Tried and not kept: the relu and the pool fused in (the pre-activation map
+// stored for the backward, dz made per image in cache): the layer's forward + both gradients
+// 8.23 ms against 8.05 with XLA doing the relu and pool around these kernels (medians of 25,
+// interleaved in one process), so XLA keeps them.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
