@@ -1,7 +1,8 @@
 """Formulations of nn.Conv's 2-D convolution layer: the same parameters, the same math.
 
 `config.conv_impl` picks one (research/models.conv_impl: 'auto' on CPU is `fused`, which runs a
-first layer's conv, relu and pool as one kernel (research/fused.py) and `hybrid` for the rest):
+first layer's conv, relu and pool as one kernel and the second's convolution as another
+(research/fused.py), and `hybrid` for any layer they do not fit):
 
   xla          lax.conv_general_dilated (XLA:CPU runs it with Eigen's kernels), the bias added by
                `bias_add`, whose gradient is one matvec: nn.Conv's is a sum over N, H and W that

@@ -1,21 +1,26 @@
-"""conv_impl='fused': a CNN block's convolution, bias, ReLU and max pool as one XLA:CPU kernel.
+"""conv_impl='fused': the seed CNN's convolutions as C++ kernels called from XLA:CPU.
 
-The kernel (research/kernels/conv_relu_pool.cc) computes max_pool(relu(conv(x, kernel) + bias))
-for the pooled outputs only, and its backward recomputes each window's pre-activations instead of
-storing the [N, Ho, Wo, F] map between the layers: for a layer on few input channels (the seed
-CNN's first, 28x28x1 -> 32) that map is most of the layer's memory traffic and Eigen's
-convolution runs it at a small fraction of the machine's rate (research/convdot.py).
-`python scripts/profile_step.py` on a 2-core Sapphire Rapids Xeon, nothing else running
-(docs/benchmark/profile_step.md): that block with a small head 1.0 ms forward and 2.2 ms forward
-+ kernel gradient fused, 4.6 and 6.9 ms as `hybrid` (patches x matrix), 4.9 and 17.5 as `xla`;
-the 10-step chunk 13.3 ms a step fused, 17.7 hybrid, 18.2 xla. Same parameters and math:
-outputs to float32 rounding (the pooled maximum is the same max), gradients JAX's for relu then
-max (ties share dy), tested against nn.Conv in float64 (tests/test_fused.py).
+Two kernels, one library:
+- research/kernels/conv_relu_pool.cc, for a layer on few input channels (the seed CNN's first,
+  28x28x1 -> 32): conv, bias, ReLU and max pool as one kernel that computes the pooled outputs
+  only; its backward recomputes each window's pre-activations instead of storing the
+  [N, Ho, Wo, F] map between the layers. For such a layer that map is most of the memory
+  traffic and Eigen's convolution runs it at a small fraction of the machine's rate
+  (research/convdot.py). Gradients JAX's for relu then max (ties share dy).
+- research/kernels/conv2d.cc, for a stride-1 layer on many channels (the seed CNN's second,
+  13x13x32 -> 64): the convolution + bias and its input and kernel gradients as direct
+  convolutions with register-blocked FMAs; XLA does the relu and pool around them. These three
+  products are most of the step's FLOPs, and Eigen ran the two gradients well below its forward
+  rate.
+Same parameters and math as nn.Conv: results to float32 rounding, tested against nn.Conv in
+float64 (tests/test_fused.py). `python scripts/profile_step.py` times each piece against what it
+replaces and the whole 10-step chunk against the other formulations
+(docs/benchmark/profile_step.md); scripts/benchmark.py the whole training against Keras.
 
-The kernel is C++ built against the installed jaxlib's FFI headers with the machine's own
+The library is C++ built against the installed jaxlib's FFI headers with the machine's own
 instruction set (-march=native) the first time a process asks for it, into a cache folder keyed
-by the source, the compiler flags, jaxlib's version and this CPU (RESEARCH_KERNEL_CACHE, default
-~/.cache/dense-vs-conv/kernels); a build takes ~10 s. Without a C++ compiler (or on a failed
+by the sources, the compiler flags, jaxlib's version and this CPU (RESEARCH_KERNEL_CACHE, default
+~/.cache/dense-vs-conv/kernels); a build takes ~10-20 s. Without a C++ compiler (or on a failed
 build) `available()` says why and 'auto' falls back to 'hybrid'.
 """
 import ctypes
@@ -128,7 +133,8 @@ def fits(in_channels: int, kernel_size: int, features: int, pool: int, dtype) ->
 
 
 def conv_fits(in_channels: int, kernel_size: int, features: int, strides: int, dtype) -> bool:
-  """Whether a stride-1 convolution of these sizes runs as conv2d.cc's kernels (else: hybrid)."""
+  """Whether a convolution of these sizes runs as conv2d.cc's kernels (else: hybrid): stride 1
+  and a (kernel size, input channels, features) they were compiled for."""
   lib, _ = _library()
   return (lib is not None and strides == 1 and jnp.dtype(dtype) == jnp.float32
           and bool(lib.Conv2dCompiled(kernel_size, in_channels, features)))

@@ -157,8 +157,8 @@ class CNN(nn.Module):
 
 
 # research/convdot.py's formulations of the conv layer, and 'fused' (research/fused.py): the
-# conv -> relu -> pool block of a layer on few input channels as one XLA:CPU kernel, `hybrid` for
-# the other layers.
+# conv -> relu -> pool block of a layer on few input channels as one XLA:CPU kernel, the
+# convolution of a stride-1 layer on many as another, `hybrid` for any other layer.
 CONV_IMPLS = convdot.IMPLS + ("fused",)
 
 
@@ -167,18 +167,22 @@ def conv_impl(config, platform: str | None = None, num_devices: int = 1) -> str:
   per device count.
 
   Measured on the seed CNN's train step (batch 128, Adam, 10 steps per call; scripts/benchmark.py
-  prints this comparison for the CPU it runs on, README "Performance") on a 2-core Sapphire Rapids
-  Xeon (AVX-512, AVX-512 BF16, AMX), nothing else running: fused 13.3 ms, hybrid 17.7, xla 18.2
-  (scripts/profile_step.py, docs/benchmark/profile_step.md); nn.Conv 20.2, xla 18.0, hybrid 17.6
+  prints this comparison for the CPU it runs on, README "Performance"): on a 2-core AMD EPYC
+  (AVX-512) fused 9.8 ms, hybrid 21.0, xla 21.9 (scripts/profile_step.py,
+  docs/benchmark/profile_step.md; with the first layer's kernel only, `fused` was about 0.6 of
+  hybrid's time in the same kind of interleaved runs, with both 0.47-0.49); on a 2-core Sapphire Rapids
+  Xeon (AVX-512, AVX-512 BF16, AMX), nothing else running, fused (first layer only) 13.3 ms,
+  hybrid 17.7, xla 18.2 (scripts/profile_step.py); nn.Conv 20.2, xla 18.0, hybrid 17.6
   in an earlier run (im2col 24-28 ms and im2col_bf16 20.4-22.9 ms). nn.Conv's bias gradients
   are sums over N, H and W that XLA:CPU splits into reduce-window ops (4.8 ms of 20.5 in a profile); `xla` computes them as one matvec
   each; `hybrid` also runs the one-channel first layer as patches x matrix, where Eigen's
   convolution is slowest (research/convdot.py has the per-layer numbers); `fused` runs that
-  layer's conv, bias, relu and pool as one kernel and never writes its 26x26x32 map. So on CPU
+  layer's conv, bias, relu and pool as one kernel and never writes its 26x26x32 map, and the
+  second layer's convolution and its gradients as direct-convolution kernels. So on CPU
   'auto' is 'fused' where its kernel builds (a C++ compiler is there) and 'hybrid' otherwise; on
   GPU and TPU it is flax's nn.Conv (cuDNN and the TPU compiler have no such gap, and nothing was
   measured there). Under `jit` over several devices XLA's partitioner cannot split the fused
-  kernel's calls by batch and runs them whole on every device (correct, not faster), so there
+  kernels' calls by batch and runs them whole on every device (correct, not faster), so there
   'auto' is 'hybrid'; `pmap` and single-device runs call it on each device's own batch.
   """
   platform = platform or jax.default_backend()

@@ -49,9 +49,17 @@ def test_block_matches_float64_reference(channels, k, features, strides, padding
   params = {**params, "bias": rng.normal(scale=0.1, size=features).astype(np.float32)}
   assert jax.tree.map(np.shape, ours.init(jax.random.PRNGKey(0), x)["params"]) == \
       jax.tree.map(np.shape, params)
-  out_shape = ref.apply({"params": {"Conv_0": params}}, x).shape
-  dy = rng.normal(size=out_shape)
+  dy = rng.normal(size=ref.apply({"params": {"Conv_0": params}}, x).shape)
+  y = _assert_matches_float64(ours, _reference(features, k, strides, padding, pool, jnp.float64),
+                              lambda p: {"Conv_0": p}, params, x, dy)
+  # The tied windows really are there: outputs of image 0 that equal relu(bias) everywhere.
+  assert (np.asarray(y[0]) == np.maximum(params["bias"], 0)).all(axis=-1).sum() >= 1
 
+
+def _assert_matches_float64(ours, ref64, wrap, params, x, dy):
+  """`ours` (float32) against `ref64` (its float64 reference, whose parameters are wrap(params)):
+  the output and the gradients of sum(output * dy) for x, the kernel and the bias. Returns the
+  output."""
   def grads(module, wrap, dtype):
     def f(p, x):
       y = module.apply({"params": wrap(p)}, x)
@@ -61,17 +69,15 @@ def test_block_matches_float64_reference(channels, k, features, strides, padding
   (_, y), (g_params, g_x) = grads(ours, lambda p: p, jnp.float32)(params, x)
   with jax.enable_x64(True):
     to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)
-    (_, y_ref), (r_params, r_x) = grads(_reference(features, k, strides, padding, pool, jnp.float64),
-                                        lambda p: {"Conv_0": p}, jnp.float64)(to64(params), to64(x))
+    (_, y_ref), (r_params, r_x) = grads(ref64, wrap, jnp.float64)(to64(params), to64(x))
     y_ref, r_params, r_x = jax.tree.map(np.asarray, (y_ref, r_params, r_x))
-  # The tied windows really are there: outputs of image 0 that equal relu(bias) everywhere.
-  assert (np.asarray(y[0]) == np.maximum(params["bias"], 0)).all(axis=-1).sum() >= 1
   for got, want, what in [(y, y_ref, "output"), (g_x, r_x, "input gradient"),
                           (g_params["kernel"], r_params["kernel"], "kernel gradient"),
                           (g_params["bias"], r_params["bias"], "bias gradient")]:
     got = np.asarray(got, np.float64)
     assert got.shape == want.shape, what
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE * np.abs(want).max(), err_msg=what)
+  return y
 
 
 @pytest.mark.parametrize("channels,features,padding,size,batch", [
@@ -90,25 +96,8 @@ def test_conv_matches_float64_reference(channels, features, padding, size, batch
   assert jax.tree.map(np.shape, ours.init(jax.random.PRNGKey(0), x)["params"]) == \
       jax.tree.map(np.shape, params)
   dy = rng.normal(size=ref.apply({"params": params}, x).shape)
-
-  def grads(module, dtype):
-    def f(p, x):
-      y = module.apply({"params": p}, x)
-      return (y * dy.astype(dtype)).sum(), y
-    return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
-
-  (_, y), (g_params, g_x) = grads(ours, jnp.float32)(params, x)
-  with jax.enable_x64(True):
-    to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)
-    ref64 = nn.Conv(features, (3, 3), padding=padding, dtype=jnp.float64, param_dtype=jnp.float64)
-    (_, y_ref), (r_params, r_x) = grads(ref64, jnp.float64)(to64(params), to64(x))
-    y_ref, r_params, r_x = jax.tree.map(np.asarray, (y_ref, r_params, r_x))
-  for got, want, what in [(y, y_ref, "output"), (g_x, r_x, "input gradient"),
-                          (g_params["kernel"], r_params["kernel"], "kernel gradient"),
-                          (g_params["bias"], r_params["bias"], "bias gradient")]:
-    got = np.asarray(got, np.float64)
-    assert got.shape == want.shape, what
-    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE * np.abs(want).max(), err_msg=what)
+  ref64 = nn.Conv(features, (3, 3), padding=padding, dtype=jnp.float64, param_dtype=jnp.float64)
+  _assert_matches_float64(ours, ref64, lambda p: p, params, x, dy)
 
 
 def test_the_seed_cnn_runs_both_layers_as_kernels():
