@@ -114,6 +114,7 @@ def _library():
   for query in (lib.ConvReluPoolCompiled, lib.Conv2dCompiled):
     query.restype = ctypes.c_int
     query.argtypes = [ctypes.c_int64] * 3
+  lib.Conv2dTuned.restype = ctypes.c_int
   return lib, ""
 
 
@@ -133,11 +134,18 @@ def fits(in_channels: int, kernel_size: int, features: int, pool: int, dtype) ->
 
 
 def conv_fits(in_channels: int, kernel_size: int, features: int, strides: int, dtype) -> bool:
-  """Whether a convolution of these sizes runs as conv2d.cc's kernels (else: hybrid): stride 1
-  and a (kernel size, input channels, features) they were compiled for."""
+  """Whether a convolution of these sizes runs as conv2d.cc's kernels (else: hybrid): stride 1,
+  a (kernel size, input channels, features) they were compiled for, and a CPU their register
+  blocks were sized for (AVX-512; elsewhere they spill and Eigen is far faster: `tuned()`)."""
   lib, _ = _library()
-  return (lib is not None and strides == 1 and jnp.dtype(dtype) == jnp.float32
+  return (lib is not None and tuned() and strides == 1 and jnp.dtype(dtype) == jnp.float32
           and bool(lib.Conv2dCompiled(kernel_size, in_channels, features)))
+
+
+def tuned() -> bool:
+  """Whether conv2d.cc's kernels were built for a CPU they are fast on (AVX-512)."""
+  lib, _ = _library()
+  return lib is not None and bool(lib.Conv2dTuned())
 
 
 def _pooled_shape(x, kernel, strides, pool):
