@@ -1,6 +1,6 @@
 """conv_impl='fused': the seed CNN's convolutions as C++ kernels called from XLA:CPU.
 
-Two kernels, one library:
+Three kernels, one library:
 - research/kernels/conv_relu_pool.cc, for a layer on few input channels (the seed CNN's first,
   28x28x1 -> 32): conv, bias, ReLU and max pool as one kernel that computes the pooled outputs
   only; its backward recomputes each window's pre-activations instead of storing the
@@ -12,6 +12,10 @@ Two kernels, one library:
   convolutions with register-blocked FMAs; XLA does the relu and pool around them. These three
   products are most of the step's FLOPs, and Eigen ran the two gradients well below its forward
   rate.
+- research/kernels/relu_pool.cc: relu then max pool, and its gradient, after any layer that is
+  not the first kernel. Two memory-bound passes over the map; XLA:CPU's fusions for the
+  reshape-and-max pool took ~1.2 ms (forward) and ~0.8 ms (backward) of a ~10 ms seed-CNN step on
+  a 2-core AMD EPYC (a trace of the 10-step chunk), the kernels ~0.1 and ~0.4.
 Same parameters and math as nn.Conv: results to float32 rounding, tested against nn.Conv in
 float64 (tests/test_fused.py). `python scripts/profile_step.py` times each piece against what it
 replaces and the whole 10-step chunk against the other formulations
@@ -43,10 +47,12 @@ from research import UserError, convdot, equivalence
 _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 # One library from both sources: conv + relu + pool for a first layer, and a plain convolution
 # (conv2d.cc) for a layer on many channels.
-SOURCES = (os.path.join(_KERNELS, "conv_relu_pool.cc"), os.path.join(_KERNELS, "conv2d.cc"))
-HEADERS = (os.path.join(_KERNELS, "parallel_for.h"),)
+SOURCES = tuple(os.path.join(_KERNELS, name) for name in ("conv_relu_pool.cc", "conv2d.cc",
+                                                            "relu_pool.cc"))
+HEADERS = tuple(os.path.join(_KERNELS, name) for name in ("parallel_for.h", "max_pool_gradient.h"))
 TARGETS = ("ConvReluPoolForward", "ConvReluPoolKernelGrad", "ConvReluPoolInputGrad",
-           "Conv2dForward", "Conv2dInputGrad", "Conv2dKernelGrad")
+           "Conv2dForward", "Conv2dInputGrad", "Conv2dKernelGrad", "ReluPoolForward",
+           "ReluPoolBackward")
 MAX_POOL = 4  # the kernel's largest pool window side (kMaxWindow = 4 * 4 there)
 
 
@@ -115,6 +121,8 @@ def _library():
     query.restype = ctypes.c_int
     query.argtypes = [ctypes.c_int64] * 3
   lib.Conv2dTuned.restype = ctypes.c_int
+  lib.ReluPoolCompiled.restype = ctypes.c_int
+  lib.ReluPoolCompiled.argtypes = [ctypes.c_int64]
   return lib, ""
 
 
@@ -140,6 +148,13 @@ def conv_fits(in_channels: int, kernel_size: int, features: int, strides: int, d
   lib, _ = _library()
   return (lib is not None and tuned() and strides == 1 and jnp.dtype(dtype) == jnp.float32
           and bool(lib.Conv2dCompiled(kernel_size, in_channels, features)))
+
+
+def pool_fits(features: int, pool: int, dtype) -> bool:
+  """Whether relu -> models.max_pool(pool) of a map with these features runs as relu_pool.cc."""
+  lib, _ = _library()
+  return (lib is not None and 1 <= pool <= MAX_POOL and jnp.dtype(dtype) == jnp.float32
+          and bool(lib.ReluPoolCompiled(features)))
 
 
 def tuned() -> bool:
@@ -246,3 +261,22 @@ class Conv(nn.Module):
     pads = equivalence.resolve_padding(self.padding, x.shape[1:3], (k, k), (1, 1), (1, 1))
     x = jnp.pad(x.astype(jnp.float32), ((0, 0), *pads, (0, 0)))
     return conv2d(x, kernel, bias)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def relu_max_pool(y, pool: int = 2):
+  """models.max_pool(relu(y), pool) for float32 y [N, H, W, F] (research/kernels/relu_pool.cc)."""
+  n, h, w, f = y.shape
+  return _call("ReluPoolForward", jax.ShapeDtypeStruct((n, h // pool, w // pool, f), jnp.float32),
+               y, p=pool)
+
+
+def _relu_max_pool_forward(y, pool):
+  return relu_max_pool(y, pool), y
+
+
+def _relu_max_pool_backward(pool, y, dout):
+  return (_call("ReluPoolBackward", jax.ShapeDtypeStruct(y.shape, jnp.float32), y, dout, p=pool),)
+
+
+relu_max_pool.defvjp(_relu_max_pool_forward, _relu_max_pool_backward)

@@ -145,6 +145,10 @@ class CNN(nn.Module):
         impl = "hybrid" if self.conv_impl == "fused" else self.conv_impl
         x = convdot.Conv(width, self.kernel_size, self.strides, self.padding, impl,
                          dtype=self.dtype, name=f"Conv_{i}")(x)
+      if (self.conv_impl == "fused" and not (self.local or self.as_dense)
+          and self.pool_impl == "reshape" and fused.pool_fits(width, self.pool, self.dtype)):
+        x = fused.relu_max_pool(x, self.pool)  # as one kernel: XLA's fusions were slow (fused.py)
+        continue
       x = nn.relu(x)
       if self.pool_impl == "reshape":
         x = max_pool(x, self.pool)

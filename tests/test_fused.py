@@ -116,6 +116,8 @@ def test_the_seed_cnn_runs_its_layers_as_kernels_where_tuned():
   assert hlo.count("research_Conv2dKernelGrad") == kernels
   assert hlo.count("research_Conv2dInputGrad") == kernels  # the first layer's output needs it
   assert ("convolution(" in hlo) == (not kernels)
+  # the second layer's relu and pool as relu_pool.cc's kernels, on every CPU
+  assert hlo.count("research_ReluPoolForward") == hlo.count("research_ReluPoolBackward") == 1
 
 
 def test_auto_uses_fused_on_cpu_and_falls_back_saying_why(monkeypatch):
@@ -142,3 +144,27 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
   path = fused._build(os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++"))
   assert os.listdir(tmp_path / "cache") == [os.path.basename(path)]
   assert fused._build("/nonexistent/compiler") == path  # cached: no compiler needed again
+
+
+@pytest.mark.parametrize("shape,pool", [
+    ((5, 11, 11, 64), 2),  # the seed CNN's second layer: the last row and column dropped
+    ((3, 9, 7, 32), 3),    # pooled by 3, not square
+    ((2, 4, 4, 16), 1),    # relu alone
+])
+def test_relu_max_pool_is_bitwise_jaxs(shape, pool):
+  rng = np.random.default_rng(pool)
+  y = rng.normal(size=shape).astype(np.float32)
+  y[0, :pool, :pool, :3] = 0.5   # a window whose positive maxima tie: they share dy
+  y[0, :pool, pool:2 * pool] = 0.0  # all zeros: no gradient (relu's at 0 is 0)
+  y[-1, -1, -1, -1] = np.nan  # only in a dropped row/column or its own window
+  dy = rng.normal(size=(shape[0], shape[1] // pool, shape[2] // pool, shape[3])).astype(np.float32)
+  ref = lambda y: models.max_pool(jax.nn.relu(y), pool)
+  ours = lambda y: fused.relu_max_pool(y, pool)
+  want, want_vjp = jax.vjp(ref, y)
+  got, got_vjp = jax.vjp(jax.jit(ours), y)
+  # Same operations in the same order as XLA's: equal bits, NaN where XLA has NaN.
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  np.testing.assert_array_equal(np.asarray(got_vjp(dy)[0]), np.asarray(want_vjp(dy)[0]))
+  assert np.asarray(want_vjp(dy)[0])[0, 0, 0, 0] == np.float32(dy[0, 0, 0, 0] / pool**2)
+  assert fused.pool_fits(shape[3], pool, jnp.float32)
+  assert not fused.pool_fits(24, pool, jnp.float32)  # features not compiled: XLA's relu and pool

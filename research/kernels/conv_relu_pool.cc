@@ -16,11 +16,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "max_pool_gradient.h"
 #include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 using research::ParallelFor;
+using research::WindowGradient;
 
 namespace {
 
@@ -72,21 +74,6 @@ void ForwardImage(const Shape& d, const float* xb, const float* kernel, const fl
       }
       std::copy(m, m + F, out + (pr * d.wp + pq) * F);
     }
-}
-
-// g[a][o]: the gradient of the pooled, activated output with respect to the pre-activation of
-// window position a, feature o, times dy.
-template <int F>
-inline void WindowGradient(int64_t pp, const float (*z)[F], const float* dy, float (*g)[F]) {
-  float m[F], count[F] = {}, share[F];
-  std::copy(z[0], z[0] + F, m);
-  for (int64_t a = 1; a < pp; ++a)
-    for (int o = 0; o < F; ++o) m[o] = std::max(m[o], z[a][o]);
-  for (int64_t a = 0; a < pp; ++a)
-    for (int o = 0; o < F; ++o) count[o] += z[a][o] == m[o] ? 1.0f : 0.0f;
-  for (int o = 0; o < F; ++o) share[o] = m[o] > 0.0f ? dy[o] / count[o] : 0.0f;
-  for (int64_t a = 0; a < pp; ++a)
-    for (int o = 0; o < F; ++o) g[a][o] = z[a][o] == m[o] ? share[o] : 0.0f;
 }
 
 template <int K, int C, int F>
