@@ -4,11 +4,13 @@
 //
 // Layouts are the project's: x [N, H, W, C] (NHWC), kernel [K, K, C, F] (HWIO), bias [F],
 // y [N, H-K+1, W-K+1, F]. Each product is a direct convolution whose innermost loop keeps a block
-// of outputs in vector registers (GCC/Clang vector extensions: 16 floats, one AVX-512 register,
-// two AVX2 ones, four NEON ones) and streams the operand they share from L1:
-//   forward       y[r, q..q+R) x all F     += x[r+i, q+j+p, c] (broadcast) * kernel[i, j, c, :]
-//   input grad    dx[h, w..w+R) x all C    += dy_padded[h+K-1-i, w+p+K-1-j, f] * kernel[i, j, :, f]
-//   kernel grad   dkernel[i, j, c..c+4, :] += x[r+i, q+j, c] (broadcast) * dy[r, q, :]
+// of outputs in vector registers (v16.h: 16 floats, one AVX-512 register) and streams the operand
+// they share from L1:
+//   forward       y[r, q..q+R) x all F      += x[r+i, q+j+p, c] (broadcast) * kernel[i, j, c, :]
+//   input grad    dx[h, w..w+R) x all C     += dy[h-i, q, f] (broadcast) * kernel[i, q+j-w.., :, f]
+//                 (scattered: each dy value meets the K taps of a kernel row that land in the
+//                 block, so no FMA multiplies a padding zero)
+//   kernel grad   dkernel[i, 0..K, c..c+CB, :] += x[r+i, q+j, c] (broadcast) * dy[r, q, :]
 // so every multiply-add of the three products is one FMA on a full vector, with no patches or
 // transposes written to memory (the input gradient's transposed kernel is 4*K*K*C*F bytes, made
 // once a call). Images are spread over XLA's intra-op threads (parallel_for.h).
@@ -21,11 +23,16 @@
 // against Eigen's 1.72, input gradient 1.67 ms against 2.54, kernel gradient 2.08 against 2.59.
 // The register block matters: with rows of 11 done as one block of 6 and five of 1 the forward
 // took 2.44 ms (RowBlocks now does 6 + 5); skipping the input gradient's zero rows took it from
-// 2.06 to 1.67 ms. Tried and not kept: the relu and the pool fused in (the pre-activation map
-// stored for the backward, dz made per image in cache): the layer's forward + both gradients
-// 8.23 ms against 8.05 with XLA doing the relu and pool around these kernels (medians of 25,
-// interleaved in one process). The relu and pool run as relu_pool.cc's two passes instead: a
-// profile of the whole step later found XLA's fusions for them at ~2 ms of a ~10 ms step.
+// 2.06 to 1.67 ms. Later, in one process with the earlier build, medians of 60 interleaved
+// calls (scripts like profile_step's): the kernel gradient with the K taps of a kernel row in one
+// block and its dy vectors held in registers (v16.h's Pin) 2.12 ms against 2.85, 2.16 against
+// 2.99 (on one thread, 64 images: 1.80 against 3.10); the scattered input gradient 2.41 against
+// 2.36, 2.46 against 2.56 (no gain in XLA, though it does fewer FMAs and needs no padded copy).
+// Tried and not kept: the relu and the pool fused in (the pre-activation map stored for the
+// backward, dz made per image in cache): the layer's forward + both gradients 8.23 ms against
+// 8.05 with XLA doing the relu and pool around these kernels (medians of 25, interleaved in one
+// process). The relu and pool run as relu_pool.cc's two passes instead: a profile of the whole
+// step later found XLA's fusions for them at ~2 ms of a ~10 ms step.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -41,6 +48,7 @@ using research::Broadcast;
 using research::kLanes;
 using research::Load;
 using research::ParallelFor;
+using research::Pin;
 using research::Store;
 using research::v16;
 
@@ -110,85 +118,111 @@ void ForwardImage(const Shape& d, const float* xb, const float* kernel, const fl
     });
 }
 
-// R inputs of one row, all C channels, from the zero-padded dy of one image
-// (dyp [ho + 2(K-1), wo + 2(K-1), F]) and the kernel as [K, K, F, C] (kt).
+// A row of `width` outputs in the fewest blocks of at most R, their sizes differing by at most
+// one (13 as 6 + 7, not 12 + 1): block(std::integral_constant<int, B>{}, start).
+template <int R, typename Fn>
+inline void SizedBlock(int64_t size, int64_t start, const Fn& block) {
+  if constexpr (R >= 1) {
+    if (size == R) return block(std::integral_constant<int, R>{}, start);
+    SizedBlock<R - 1>(size, start, block);
+  }
+}
+
+template <int R, typename Fn>
+inline void EvenBlocks(int64_t width, const Fn& block) {
+  const int64_t blocks = (width + R - 1) / R;
+  for (int64_t b = 0, start = 0; b < blocks; ++b) {
+    const int64_t size = (width - start) / (blocks - b);
+    SizedBlock<R>(size, start, block);
+    start += size;
+  }
+}
+
+// dx[h, w0..w0+R) x all C from the dy rows that meet row h, scattered: each dy value, broadcast
+// once, meets the K taps of a kernel row (dx[h, q+j] += dy[h-i, q, f] * kernel[i, j, :, f], with
+// the kernel as [K, K, F, C] (kt)), so no FMA multiplies a padding zero.
 template <int K, int C, int F, int R>
-inline void InputGradBlock(const Shape& d, const float* dyp, const float* kt, int64_t h,
-                           int64_t w, float* dxb) {
-  constexpr int V = C / kLanes;
-  const int64_t wp = d.wo + 2 * (K - 1);
+inline void InputGradBlock(const Shape& d, const float* dyb, const float* kt, int64_t h,
+                           int64_t w0, float* dxb) {
+  constexpr int V = C / kLanes, P = R + K - 1;  // P: the dy columns w0-K+1 .. w0+R-1
   v16 acc[R][V] = {};
-  // Only the kernel rows that meet a row of dy: the padding rows are zeros (the columns' are
-  // not skipped: a block spans most of a row).
+  // dy columns that exist: p in [p0, p1]
+  const int64_t p0 = std::max<int64_t>(0, K - 1 - w0), p1 = std::min<int64_t>(P - 1, d.wo - w0 + K - 2);
   const int i0 = std::max<int64_t>(0, h - (d.ho - 1)), i1 = std::min<int64_t>(K - 1, h);
-  for (int i = i0; i <= i1; ++i)
-    for (int j = 0; j < K; ++j) {
-      const float* gs = dyp + ((h + K - 1 - i) * wp + w + K - 1 - j) * F;
-      const float* wt = kt + (i * K + j) * F * C;
-      for (int f = 0; f < F; ++f) {
-        v16 wv[V];
-        for (int v = 0; v < V; ++v) wv[v] = Load(wt + f * C + v * kLanes);
-        for (int p = 0; p < R; ++p) {
-          const v16 g = Broadcast(gs[p * F + f]);
-          for (int v = 0; v < V; ++v) acc[p][v] += g * wv[v];
+  for (int i = i0; i <= i1; ++i) {
+    const float* dyrow = dyb + ((h - i) * d.wo + w0 - (K - 1)) * F;
+    for (int f = 0; f < F; ++f) {
+      v16 wt[K][V];
+      for (int j = 0; j < K; ++j)
+        for (int v = 0; v < V; ++v) wt[j][v] = Load(kt + ((i * K + j) * F + f) * C + v * kLanes);
+      for (int p = 0; p < P; ++p) {
+        if (p < p0 || p > p1) continue;
+        const v16 g = Broadcast(dyrow[p * F + f]);
+        for (int j = 0; j < K; ++j) {
+          const int o = p - (K - 1) + j;  // the output this tap reaches
+          if (o < 0 || o >= R) continue;
+          for (int v = 0; v < V; ++v) acc[o][v] += g * wt[j][v];
         }
       }
     }
-  for (int p = 0; p < R; ++p)
-    for (int v = 0; v < V; ++v) Store(dxb + (h * d.w + w + p) * C + v * kLanes, acc[p][v]);
+  }
+  for (int o = 0; o < R; ++o)
+    for (int v = 0; v < V; ++v) Store(dxb + (h * d.w + w0 + o) * C + v * kLanes, acc[o][v]);
 }
 
-template <int C>
-constexpr int InputGradWidth() { return C >= 64 ? 6 : C >= 32 ? 13 : 14; }
+// Outputs per input-gradient block: R * C / 16 accumulators, K * C / 16 kernel vectors and the
+// broadcast in 32 registers.
+template <int K, int C>
+constexpr int InputGradWidth() { return std::min(16, (31 - K * C / kLanes) / (C / kLanes)); }
 
 template <int K, int C, int F>
-void InputGradImage(const Shape& d, const float* dyb, const float* kt, float* dyp, float* dxb) {
-  constexpr int R = InputGradWidth<C>();
-  const int64_t hp = d.ho + 2 * (K - 1), wp = d.wo + 2 * (K - 1);
-  std::fill(dyp, dyp + hp * wp * F, 0.0f);
-  for (int64_t r = 0; r < d.ho; ++r)
-    std::copy(dyb + r * d.wo * F, dyb + (r + 1) * d.wo * F, dyp + ((r + K - 1) * wp + K - 1) * F);
+void InputGradImage(const Shape& d, const float* dyb, const float* kt, float* dxb) {
   for (int64_t h = 0; h < d.h; ++h)
-    RowBlocks<R>(d.w, [&](auto b, int64_t w) {
-      InputGradBlock<K, C, F, decltype(b)::value>(d, dyp, kt, h, w, dxb);
+    EvenBlocks<InputGradWidth<K, C>()>(d.w, [&](auto b, int64_t w0) {
+      InputGradBlock<K, C, F, decltype(b)::value>(d, dyb, kt, h, w0, dxb);
     });
 }
 
-// dkernel[i, j, c0..c0+CB, :] += sum over the image's outputs of x[r+i, q+j, c] * dy[r, q, :].
+// dkernel[i, 0..K, c0..c0+CB, :] += sum over the image's outputs of x[r+i, q+j, c] * dy[r, q, :]:
+// the K taps of a kernel row share each dy vector loaded.
 template <int K, int C, int F, int CB>
-inline void KernelGradBlock(const Shape& d, const float* xb, const float* dyb, int i, int j,
-                            int c0, float* dk) {
+inline void KernelGradBlock(const Shape& d, const float* xb, const float* dyb, int i, int c0,
+                            float* dk) {
   constexpr int V = F / kLanes;
-  v16 acc[CB][V];
-  float* out = dk + ((i * K + j) * C + c0) * F;
-  for (int c = 0; c < CB; ++c)
-    for (int v = 0; v < V; ++v) acc[c][v] = Load(out + c * F + v * kLanes);
+  v16 acc[K][CB][V];
+  float* out = dk + (i * K * C + c0) * F;
+  for (int j = 0; j < K; ++j)
+    for (int c = 0; c < CB; ++c)
+      for (int v = 0; v < V; ++v) acc[j][c][v] = Load(out + (j * C + c) * F + v * kLanes);
   for (int64_t r = 0; r < d.ho; ++r) {
-    const float* xs = xb + ((r + i) * d.w + j) * C + c0;
+    const float* xs = xb + (r + i) * d.w * C + c0;
     const float* gs = dyb + r * d.wo * F;
     for (int64_t q = 0; q < d.wo; ++q, xs += C, gs += F) {
       v16 g[V];
       for (int v = 0; v < V; ++v) g[v] = Load(gs + v * kLanes);
-      for (int c = 0; c < CB; ++c) {
-        const v16 xv = Broadcast(xs[c]);
-        for (int v = 0; v < V; ++v) acc[c][v] += xv * g[v];
-      }
+      for (int v = 0; v < V; ++v) Pin(g[v]);
+      for (int j = 0; j < K; ++j)
+        for (int c = 0; c < CB; ++c) {
+          const v16 xv = Broadcast(xs[j * C + c]);
+          for (int v = 0; v < V; ++v) acc[j][c][v] += xv * g[v];
+        }
     }
   }
-  for (int c = 0; c < CB; ++c)
-    for (int v = 0; v < V; ++v) Store(out + c * F + v * kLanes, acc[c][v]);
+  for (int j = 0; j < K; ++j)
+    for (int c = 0; c < CB; ++c)
+      for (int v = 0; v < V; ++v) Store(out + (j * C + c) * F + v * kLanes, acc[j][c][v]);
 }
 
-template <int F>
-constexpr int KernelGradChannels() { return F >= 64 ? 4 : 8; }
+// Channels per kernel-gradient block: K * CB * F / 16 accumulators, about 24 registers.
+template <int K, int F>
+constexpr int KernelGradChannels() { return std::max(1, 24 / (K * F / kLanes)); }
 
 template <int K, int C, int F>
 void KernelGradImage(const Shape& d, const float* xb, const float* dyb, float* dk) {
-  constexpr int CB = KernelGradChannels<F>();
+  constexpr int CB = KernelGradChannels<K, F>();
   static_assert(C % CB == 0, "C must be a multiple of the channel block");
   for (int i = 0; i < K; ++i)
-    for (int j = 0; j < K; ++j)
-      for (int c0 = 0; c0 < C; c0 += CB) KernelGradBlock<K, C, F, CB>(d, xb, dyb, i, j, c0, dk);
+    for (int c0 = 0; c0 < C; c0 += CB) KernelGradBlock<K, C, F, CB>(d, xb, dyb, i, c0, dk);
 }
 
 // The (K, C, F) compiled: 3x3 kernels from 16, 32 or 64 channels to 32 or 64 features (C and
@@ -240,14 +274,8 @@ struct InputGradOp {
     for (int t = 0; t < K * K; ++t)
       for (int c = 0; c < C; ++c)
         for (int f = 0; f < F; ++f) kt[(t * F + f) * C + c] = kernel[(t * C + c) * F + f];
-    const int64_t padded = (d.ho + 2 * (K - 1)) * (d.wo + 2 * (K - 1)) * F;
-    // One padded-dy scratch per block of images (a block runs on one thread at a time).
-    const int64_t blocks = std::min<int64_t>(d.n, 16);
-    std::vector<float> scratch(blocks * padded);
-    ParallelFor(pool, blocks, [&](int64_t b) {
-      for (int64_t n = b * d.n / blocks; n < (b + 1) * d.n / blocks; ++n)
-        InputGradImage<K, C, F>(d, dy + n * d.ho * d.wo * F, kt.data(),
-                                scratch.data() + b * padded, dx + n * d.h * d.w * C);
+    ParallelFor(pool, d.n, [&](int64_t n) {
+      InputGradImage<K, C, F>(d, dy + n * d.ho * d.wo * F, kt.data(), dx + n * d.h * d.w * C);
     });
   }
 };
