@@ -24,7 +24,7 @@
 // The register block matters: with rows of 11 done as one block of 6 and five of 1 the forward
 // took 2.44 ms (RowBlocks now does 6 + 5); skipping the input gradient's zero rows took it from
 // 2.06 to 1.67 ms. Later, in one process with the earlier build, medians of 60 interleaved
-// calls (scripts like profile_step's): the kernel gradient with the K taps of a kernel row in one
+// calls (an A/B of the two builds): the kernel gradient with the K taps of a kernel row in one
 // block and its dy vectors held in registers (v16.h's Pin) 2.12 ms against 2.85, 2.16 against
 // 2.99 (on one thread, 64 images: 1.80 against 3.10); the scattered input gradient 2.41 against
 // 2.36, 2.46 against 2.56 (no gain in XLA, though it does fewer FMAs and needs no padded copy).
