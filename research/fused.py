@@ -90,17 +90,24 @@ def _build(compiler: str) -> str:
   if os.path.exists(path):
     return path
   os.makedirs(_cache_dir(), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=_cache_dir())
-  os.close(fd)
-  try:
-    cmd = [compiler, *_flags(), f"-I{jax.ffi.include_dir()}", *SOURCES, "-o", tmp]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-      raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
+  with tempfile.TemporaryDirectory(dir=_cache_dir()) as work:
+    # One compiler per source, side by side (the build's wall time is its slowest source's), then
+    # one link; the library reaches its final name only whole.
+    objects = [os.path.join(work, f"{i}.o") for i in range(len(SOURCES))]
+    builds = [[compiler, *_flags(), "-c", f"-I{jax.ffi.include_dir()}", src, "-o", obj]
+              for src, obj in zip(SOURCES, objects)]
+    tmp = os.path.join(work, "library.so")
+    for group in (builds, [[compiler, *_flags(), *objects, "-o", tmp]]):
+      running = [(cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)) for cmd in group]
+      for cmd, proc in running:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+          for _, other in running:
+            other.kill()
+            other.wait()
+          raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip().splitlines()[-1:]}")
     os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path
 
 

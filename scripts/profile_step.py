@@ -10,7 +10,8 @@ unrolled (what research/steps.py compiles). Then, per `--conv_impls` formulation
 block alone (conv 28x28x1 -> 32, relu, pool: forward, and forward + kernel gradient) and the
 10-step unrolled chunk, the formulations' repeats interleaved so that a change in the machine's
 speed hits them alike (median of 9); and the second convolution's three products (forward,
-input and kernel gradients) as Eigen and as `fused`'s kernels run them, interleaved (median of
+input and kernel gradients) as Eigen and as `fused`'s kernels run them, and its relu + max pool
+(forward, forward + backward) as XLA and as `fused`'s kernel run them, interleaved (median of
 15). Random uint8 images: timing does not depend on them.
 """
 import functools
@@ -94,7 +95,8 @@ def _formulations(images, labels, idx, k, opts):
 def _second_layer(b, opts):
   """The seed CNN's second convolution (13x13x32 -> 64) alone: its forward and its two
   gradients as Eigen runs them (lax, what `xla` and `hybrid` use) and as conv2d.cc's kernels
-  (what `fused` uses), interleaved; with the GFLOP/s of the layer's own multiply-adds."""
+  (what `fused` uses), interleaved; with the GFLOP/s of the layer's own multiply-adds. Then its
+  relu and pool as XLA and as relu_pool.cc run them."""
   if not fused.conv_fits(32, 3, 64, 1, jnp.float32):
     return []
   rng = np.random.default_rng(1)
@@ -113,8 +115,20 @@ def _second_layer(b, opts):
     fns[f"{name} input gradient"] = functools.partial(grad(0), x, kernel)
     fns[f"{name} kernel gradient"] = functools.partial(grad(1), x, kernel)
   gflop = 2 * b * 11 * 11 * 9 * 32 * 64 / 1e9
-  return [(f"second conv (13x13x32 -> 64), {name} ({gflop / sec:.0f} GFLOP/s)", sec)
+  rows = [(f"second conv (13x13x32 -> 64), {name} ({gflop / sec:.0f} GFLOP/s)", sec)
           for name, sec in _interleaved(fns, repeats=15).items()]
+  # Its relu and 2x2 max pool, forward (the pooled map returned, as the head reads it) and
+  # forward + backward, as XLA fuses models.max_pool(relu(y)) and as relu_pool.cc runs them.
+  dout = jnp.asarray(rng.standard_normal((b, 5, 5, 64), np.float32))
+  fns = {}
+  for name, pool in (("XLA", lambda y: models.max_pool(jax.nn.relu(y), 2)),
+                     ("relu_pool.cc", lambda y: fused.relu_max_pool(y, 2))):
+    both = lambda y, pool=pool: (lambda out, vjp: (out, vjp(dout)[0]))(*jax.vjp(pool, y))
+    fns[f"{name} forward"] = functools.partial(jax.jit(pool, compiler_options=opts), dy)
+    fns[f"{name} forward + backward"] = functools.partial(jax.jit(both, compiler_options=opts), dy)
+  rows += [(f"second conv's relu + 2x2 max pool, {name}", sec)
+           for name, sec in _interleaved(fns, repeats=15).items()]
+  return rows
 
 
 def main(argv):

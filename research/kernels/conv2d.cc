@@ -140,14 +140,16 @@ inline void EvenBlocks(int64_t width, const Fn& block) {
 
 // dx[h, w0..w0+R) x all C from the dy rows that meet row h, scattered: each dy value, broadcast
 // once, meets the K taps of a kernel row (dx[h, q+j] += dy[h-i, q, f] * kernel[i, j, :, f], with
-// the kernel as [K, K, F, C] (kt)), so no FMA multiplies a padding zero.
-template <int K, int C, int F, int R>
+// the kernel as [K, K, F, C] (kt)), so no FMA multiplies a padding zero. The block's dy columns
+// are w0-K+1 .. w0+R-1 (P of them); a block at the row's start (First) or end (Last) skips the
+// K-1 that fall outside dy. Those bounds are compile-time so that the loops unroll whole: with
+// them at run time GCC dispatched on them inside the loop over f.
+template <int K, int C, int F, int R, bool First, bool Last>
 inline void InputGradBlock(const Shape& d, const float* dyb, const float* kt, int64_t h,
                            int64_t w0, float* dxb) {
-  constexpr int V = C / kLanes, P = R + K - 1;  // P: the dy columns w0-K+1 .. w0+R-1
+  constexpr int V = C / kLanes, P = R + K - 1;
+  constexpr int p0 = First ? K - 1 : 0, p1 = Last ? P - K : P - 1;
   v16 acc[R][V] = {};
-  // dy columns that exist: p in [p0, p1]
-  const int64_t p0 = std::max<int64_t>(0, K - 1 - w0), p1 = std::min<int64_t>(P - 1, d.wo - w0 + K - 2);
   const int i0 = std::max<int64_t>(0, h - (d.ho - 1)), i1 = std::min<int64_t>(K - 1, h);
   for (int i = i0; i <= i1; ++i) {
     const float* dyrow = dyb + ((h - i) * d.wo + w0 - (K - 1)) * F;
@@ -155,8 +157,7 @@ inline void InputGradBlock(const Shape& d, const float* dyb, const float* kt, in
       v16 wt[K][V];
       for (int j = 0; j < K; ++j)
         for (int v = 0; v < V; ++v) wt[j][v] = Load(kt + ((i * K + j) * F + f) * C + v * kLanes);
-      for (int p = 0; p < P; ++p) {
-        if (p < p0 || p > p1) continue;
+      for (int p = p0; p <= p1; ++p) {
         const v16 g = Broadcast(dyrow[p * F + f]);
         for (int j = 0; j < K; ++j) {
           const int o = p - (K - 1) + j;  // the output this tap reaches
@@ -177,9 +178,17 @@ constexpr int InputGradWidth() { return std::min(16, (31 - K * C / kLanes) / (C 
 
 template <int K, int C, int F>
 void InputGradImage(const Shape& d, const float* dyb, const float* kt, float* dxb) {
+  // A row in blocks of at least R/2 (EvenBlocks): only its first and last blocks reach the
+  // columns outside dy.
+  static_assert(InputGradWidth<K, C>() / 2 >= K - 1, "blocks too narrow for the kernel");
   for (int64_t h = 0; h < d.h; ++h)
     EvenBlocks<InputGradWidth<K, C>()>(d.w, [&](auto b, int64_t w0) {
-      InputGradBlock<K, C, F, decltype(b)::value>(d, dyb, kt, h, w0, dxb);
+      constexpr int R = decltype(b)::value;
+      const bool first = w0 == 0, last = w0 + R == d.w;
+      if (first && last) InputGradBlock<K, C, F, R, true, true>(d, dyb, kt, h, w0, dxb);
+      else if (first) InputGradBlock<K, C, F, R, true, false>(d, dyb, kt, h, w0, dxb);
+      else if (last) InputGradBlock<K, C, F, R, false, true>(d, dyb, kt, h, w0, dxb);
+      else InputGradBlock<K, C, F, R, false, false>(d, dyb, kt, h, w0, dxb);
     });
 }
 
