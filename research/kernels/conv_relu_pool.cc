@@ -85,11 +85,11 @@ void ForwardImage(const Shape& d, const float* xb, const float* kernel, const fl
     }
 }
 
-template <int K, int C, int F>
+template <int K, int C, int F, int P>
 void KernelGradImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
                      const float* dy, float* dkernel, float* dbias) {
   constexpr int T = K * K * C;
-  const int64_t pp = d.p * d.p;
+  const int64_t p = P > 0 ? P : d.p, pp = p * p;  // the pool window, compile-time if P > 0
   constexpr int V = F / kLanes;
   float v[kMaxWindow][T], z[kMaxWindow][F], g[kMaxWindow][F];
   // Local sums as vectors (T * V + V of them, 20 for the seed CNN's first layer): registers where
@@ -98,7 +98,7 @@ void KernelGradImage(const Shape& d, const float* xb, const float* kernel, const
   for (int64_t pr = 0; pr < d.hp; ++pr)
     for (int64_t pq = 0; pq < d.wp; ++pq) {
       for (int64_t a = 0; a < pp; ++a) {
-        Taps<K, C>(d, xb, pr * d.p + a / d.p, pq * d.p + a % d.p, v[a]);
+        Taps<K, C>(d, xb, pr * p + a / p, pq * p + a % p, v[a]);
         Preactivation<T, F>(v[a], kernel, bias, z[a]);
       }
       WindowGradient<F>(pp, z, dy + (pr * d.wp + pq) * F, g);
@@ -204,9 +204,16 @@ struct KernelGradOp {
     std::vector<float> partial(blocks * size, 0.0f);
     ParallelFor(pool, blocks, [&](int64_t b) {
       float* dk = partial.data() + b * size;
-      for (int64_t n = b * d.n / blocks; n < (b + 1) * d.n / blocks; ++n)
-        KernelGradImage<K, C, F>(d, x + n * d.h * d.w * d.c, kernel, bias,
-                              dy + n * d.hp * d.wp * F, dk, dk + T * F);
+      for (int64_t n = b * d.n / blocks; n < (b + 1) * d.n / blocks; ++n) {
+        const float* xn = x + n * d.h * d.w * d.c;
+        const float* dyn = dy + n * d.hp * d.wp * F;
+        // the seed CNN's pool with its window loops unrolled: 0.72-0.74 of the time of the
+        // general loops (an A/B of the two builds, medians of 100 calls)
+        if (d.p == 2)
+          KernelGradImage<K, C, F, 2>(d, xn, kernel, bias, dyn, dk, dk + T * F);
+        else
+          KernelGradImage<K, C, F, 0>(d, xn, kernel, bias, dyn, dk, dk + T * F);
+      }
     });
     std::fill(dkernel, dkernel + T * F, 0.0f);
     std::fill(dbias, dbias + F, 0.0f);
