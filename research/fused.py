@@ -15,7 +15,8 @@ Three kernels, one library:
 - research/kernels/relu_pool.cc: relu then max pool, and its gradient, after any layer that is
   not the first kernel. Two memory-bound passes over the map; XLA:CPU's fusions for the
   reshape-and-max pool took ~1.2 ms (forward) and ~0.8 ms (backward) of a ~10 ms seed-CNN step on
-  a 2-core AMD EPYC (a trace of the 10-step chunk), the kernels ~0.1 and ~0.4.
+  a 2-core AMD EPYC (a profiler trace of the 10-step chunk), the kernels ~0.3 and ~0.5 there;
+  alone, scripts/profile_step.py: 0.2 ms forward, 0.4 forward + backward, against 0.6 and 1.4.
 Same parameters and math as nn.Conv: results to float32 rounding, tested against nn.Conv in
 float64 (tests/test_fused.py). `python scripts/profile_step.py` times each piece against what it
 replaces and the whole 10-step chunk against the other formulations

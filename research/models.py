@@ -172,9 +172,10 @@ def conv_impl(config, platform: str | None = None, num_devices: int = 1) -> str:
 
   Measured on the seed CNN's train step (batch 128, Adam, 10 steps per call; scripts/benchmark.py
   prints this comparison for the CPU it runs on, README "Performance"): on a 2-core AMD EPYC
-  (AVX-512) fused 9.8 ms, hybrid 21.0, xla 21.9 (scripts/profile_step.py,
+  (AVX-512) fused 8.2 ms, hybrid 24.9, xla 23.6 (scripts/profile_step.py,
   docs/benchmark/profile_step.md; with the first layer's kernel only, `fused` was about 0.6 of
-  hybrid's time in the same kind of interleaved runs, with both 0.47-0.49); on a 2-core Sapphire Rapids
+  hybrid's time in the same kind of interleaved runs, with both convolutions 0.47-0.49, with the
+  second layer's relu and pool too 0.33); on a 2-core Sapphire Rapids
   Xeon (AVX-512, AVX-512 BF16, AMX), nothing else running, fused (first layer only) 13.3 ms,
   hybrid 17.7, xla 18.2 (scripts/profile_step.py); nn.Conv 20.2, xla 18.0, hybrid 17.6
   in an earlier run (im2col 24-28 ms and im2col_bf16 20.4-22.9 ms). nn.Conv's bias gradients
