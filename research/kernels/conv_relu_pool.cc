@@ -24,6 +24,7 @@
 namespace ffi = xla::ffi;
 using research::Broadcast;
 using research::kLanes;
+using research::kMaxWindow;
 using research::Load;
 using research::ParallelFor;
 using research::Store;
@@ -31,8 +32,6 @@ using research::v16;
 using research::WindowGradient;
 
 namespace {
-
-constexpr int64_t kMaxWindow = 16;  // p * p
 
 struct Shape {
   int64_t n, h, w, c, k, f, s, p, hp, wp;

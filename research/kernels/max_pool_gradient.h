@@ -9,6 +9,8 @@
 
 namespace research {
 
+constexpr int64_t kMaxWindow = 16;  // the largest pool window, p * p (p <= 4)
+
 // JAX's gradient of max(relu(z)) over a window of `pp` positions, F features each, times dy:
 // g[a][o] = dy[o] / count[o] where z[a][o] is one of the window's count[o] maxima and that
 // maximum is positive, else 0 (ties share dy, as jax's reduce_max does; relu's gradient at 0 is 0).

@@ -16,6 +16,7 @@
 
 namespace ffi = xla::ffi;
 using research::kLanes;
+using research::kMaxWindow;
 using research::Load;
 using research::ParallelFor;
 using research::Store;
@@ -23,8 +24,6 @@ using research::v16;
 using research::WindowGradient;
 
 namespace {
-
-constexpr int64_t kMaxWindow = 16;  // p * p
 
 struct Shape {
   int64_t n, h, w, f, p, hp, wp;
