@@ -29,6 +29,7 @@ by the sources, the compiler flags, jaxlib's version and this CPU (RESEARCH_KERN
 build) `available()` says why and 'auto' falls back to 'hybrid'.
 """
 import ctypes
+import fcntl
 import functools
 import hashlib
 import os
@@ -91,7 +92,20 @@ def _build(compiler: str) -> str:
   if os.path.exists(path):
     return path
   os.makedirs(_cache_dir(), exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=_cache_dir()) as work:
+  # One builder at a time per cache (a lock on the folder itself): processes that start together,
+  # such as the test workers, wait for the first build instead of each compiling the same.
+  lock = os.open(_cache_dir(), os.O_RDONLY)
+  try:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(path):
+      _compile(compiler, path)
+  finally:
+    os.close(lock)  # releases the lock
+  return path
+
+
+def _compile(compiler: str, path: str):
+  with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as work:
     # One compiler per source, side by side (the build's wall time is its slowest source's), then
     # one link; the library reaches its final name only whole.
     objects = [os.path.join(work, f"{i}.o") for i in range(len(SOURCES))]
@@ -109,7 +123,6 @@ def _build(compiler: str) -> str:
             other.wait()
           raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip().splitlines()[-1:]}")
     os.replace(tmp, path)
-  return path
 
 
 @functools.cache
