@@ -22,7 +22,7 @@
 // 30 (XLA's float32 2048^2 matmul: 378 GFLOP/s in the same run): forward 1.33 ms (431 GFLOP/s)
 // against Eigen's 1.72, input gradient 1.67 ms against 2.54, kernel gradient 2.08 against 2.59.
 // The register block matters: with rows of 11 done as one block of 6 and five of 1 the forward
-// took 2.44 ms (RowBlocks now does 6 + 5); skipping the input gradient's zero rows took it from
+// took 2.44 ms (rows are now split evenly, 5 + 6: EvenBlocks); skipping the input gradient's zero rows took it from
 // 2.06 to 1.67 ms. Later, in one process with the earlier build, medians of 60 interleaved
 // calls (an A/B of the two builds): the kernel gradient with the K taps of a kernel row in one
 // block and its dy vectors held in registers (v16.h's Pin) 2.12 ms against 2.85, 2.16 against
@@ -97,27 +97,6 @@ inline void ForwardBlock(const Shape& d, const float* xb, const float* kernel, c
 template <int F>
 constexpr int ForwardWidth() { return F >= 64 ? 6 : F >= 32 ? 12 : 14; }
 
-// A row of `width` outputs in blocks of R, the rest as one block of width % R:
-// block(std::integral_constant<int, B>{}, start) for each block of B outputs.
-template <int R, typename Fn>
-inline void RowBlocks(int64_t width, const Fn& block) {
-  int64_t q = 0;
-  for (; q + R <= width; q += R) block(std::integral_constant<int, R>{}, q);
-  if constexpr (R > 1) {
-    if (width - q == R - 1) return block(std::integral_constant<int, R - 1>{}, q);
-    if (width - q > 0) return RowBlocks<R - 1>(width - q, [&](auto b, int64_t s) { block(b, q + s); });
-  }
-}
-
-template <int K, int C, int F>
-void ForwardImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
-                  float* yb) {
-  for (int64_t r = 0; r < d.ho; ++r)
-    RowBlocks<ForwardWidth<F>()>(d.wo, [&](auto b, int64_t q) {
-      ForwardBlock<K, C, F, decltype(b)::value>(d, xb, kernel, bias, r, q, yb);
-    });
-}
-
 // A row of `width` outputs in the fewest blocks of at most R, their sizes differing by at most
 // one (13 as 6 + 7, not 12 + 1): block(std::integral_constant<int, B>{}, start).
 template <int R, typename Fn>
@@ -136,6 +115,15 @@ inline void EvenBlocks(int64_t width, const Fn& block) {
     SizedBlock<R>(size, start, block);
     start += size;
   }
+}
+
+template <int K, int C, int F>
+void ForwardImage(const Shape& d, const float* xb, const float* kernel, const float* bias,
+                  float* yb) {
+  for (int64_t r = 0; r < d.ho; ++r)
+    EvenBlocks<ForwardWidth<F>()>(d.wo, [&](auto b, int64_t q) {
+      ForwardBlock<K, C, F, decltype(b)::value>(d, xb, kernel, bias, r, q, yb);
+    });
 }
 
 // dx[h, w0..w0+R) x all C from the dy rows that meet row h, scattered: each dy value, broadcast
