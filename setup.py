@@ -5,9 +5,9 @@ setup(
     name="dense-vs-conv",
     version="0.1.0",
     description="Flax Dense and Conv models on MNIST and friends: jit/pmap steps, orbax checkpoints, ablations.",
-    packages=find_packages(include=["research", "research.*"]),
-    # research/fused.py compiles this C++ source on first use (a C++ compiler, no build step here)
-    package_data={"research": ["kernels/*.cc", "kernels/*.h"]},
+    packages=find_packages(include=["research", "research.*", "configs", "configs.*"]),
+    # research/cpu/build.py compiles these C++ sources (scripts/env.sh runs it once)
+    package_data={"research.cpu": ["kernels/*.cc", "kernels/*.h"]},
     python_requires=">=3.11",
     install_requires=[
         # jax 0.10.x on Python 3.11 (CPU box), 0.11.x on the 3.12 GPU/TPU machines.
@@ -25,9 +25,9 @@ setup(
         "matplotlib>=3.8",
         "pandas>=2.0",  # the study scripts aggregate results.csv with it
         "scikit-learn>=1.4",  # a real tabular dataset that ships on disk (breast cancer)
-        "scipy>=1.10",  # Student t intervals of the studies (research/report.py)
+        "scipy>=1.10",  # Student t intervals of the studies (research/sweeps/report.py)
         "mnist1d>=0.0.2",  # MNIST-1D (Greydanus 2020), generated offline in seconds
-        # The sweep executor (research/sweep.py --executor=ray, the default): local cluster,
+        # The sweep executor (research/sweeps/cli.py --executor=ray, the default): local cluster,
         # `ray start` clusters and ray:// clients (the [default] extra brings the client's grpc).
         "ray[default]>=2.60,<3",
     ],
@@ -38,7 +38,7 @@ setup(
         "test": ["pytest>=8", "pytest-xdist>=3.5,<4", "nbclient>=0.10,<0.12", "nbformat>=5.9,<6",
                  "ipykernel>=6.29,<8"],
         # TPU VMs (scripts/launch_tpu.py installs it there). On a CPU box scripts/env.sh puts
-        # libtpu in a folder of its own for the preflight instead (see research/preflight.py).
+        # libtpu in a folder of its own for the preflight instead (see research/tpu/preflight.py).
         "tpu": ["jax[tpu]>=0.10,<0.12"],
     },
 )

@@ -19,7 +19,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.cnn_dense = ()
   c.pool_impl = "reshape"  # "reduce_window" is nn.max_pool: same values, slower backward on CPU
   c.half_precision = False
-  # How conv layers compute (research/convdot.py, models.conv_impl): 'auto' (xla on CPU,
+  # How conv layers compute (research/cpu/convdot.py, models.conv_impl): 'auto' (xla on CPU,
   # nn.Conv elsewhere), 'nn.Conv', 'xla', 'im2col', 'im2col_bf16'. Same parameters and math;
   # im2col_bf16 rounds the dot operands to bfloat16. results.json records the one used.
   c.conv_impl = "auto"

@@ -5,7 +5,7 @@
   research.train     train_and_evaluate(config, workdir) and the pure step functions
   research.parallel  single-device, jit-over-a-mesh and pmap flavours of the steps
   research.main      the absl entry point (thin)
-  research.sweep     the sweep entry point: grid (what to run), executors (Ray tasks or
+  research.sweeps     the sweep entry point: grid (what to run), executors (Ray tasks or
                      inline), report (tables), evals (test-time variants of finished runs)
 """
 

@@ -1,4 +1,4 @@
-"""absl flag parsing shared by the entry points (research.main, research.preflight).
+"""absl flag parsing shared by the entry points (research.main, research.tpu.preflight).
 
 A bad flag, config file or `--config.FIELD` override becomes one `error: ...` line on stderr and
 exit status 2, not a traceback; `fail` is also how the entry points end on any other error.

@@ -10,12 +10,11 @@ start one process per host with `--coordinator_address=HOST:PORT --num_processes
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from research import cli  # noqa: E402
+from research import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(

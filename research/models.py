@@ -18,7 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research import UserError, convdot, equivalence, fused
+from research import UserError, equivalence
+from research.cpu import convdot, fused
 
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
@@ -133,13 +134,13 @@ class CNN(nn.Module):
         x = nn.Conv(width, k, strides=s, padding=self.padding, dtype=self.dtype)(x)
       elif self.conv_impl == "fused" and self.pool_impl == "reshape" and fused.fits(
           x.shape[-1], self.kernel_size, width, self.pool, self.dtype):
-        # conv, bias, relu and pool in one kernel (research/fused.py), same parameters
+        # conv, bias, relu and pool in one kernel (research/cpu/fused.py), same parameters
         x = fused.ConvReluPool(width, self.kernel_size, self.strides, self.padding, self.pool,
                                name=f"Conv_{i}")(x)
         continue
       elif self.conv_impl == "fused" and fused.conv_fits(x.shape[-1], self.kernel_size, width,
                                                          self.strides, self.dtype):
-        # the convolution alone as conv2d.cc's kernels (research/fused.py), same parameters
+        # the convolution alone as conv2d.cc's kernels (research/cpu/fused.py), same parameters
         x = fused.Conv(width, self.kernel_size, self.padding, name=f"Conv_{i}")(x)
       else:  # named as nn.Conv would be: one parameter tree for every formulation
         impl = "hybrid" if self.conv_impl == "fused" else self.conv_impl
@@ -160,7 +161,7 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 
-# research/convdot.py's formulations of the conv layer, and 'fused' (research/fused.py): the
+# research/cpu/convdot.py's formulations of the conv layer, and 'fused' (research/cpu/fused.py): the
 # conv -> relu -> pool block of a layer on few input channels as one XLA:CPU kernel, the
 # convolution of a stride-1 layer on many as another, `hybrid` for any other layer.
 CONV_IMPLS = convdot.IMPLS + ("fused",)
@@ -181,7 +182,7 @@ def conv_impl(config, platform: str | None = None, num_devices: int = 1) -> str:
   in an earlier run (im2col 24-28 ms and im2col_bf16 20.4-22.9 ms). nn.Conv's bias gradients
   are sums over N, H and W that XLA:CPU splits into reduce-window ops (4.8 ms of 20.5 in a profile); `xla` computes them as one matvec
   each; `hybrid` also runs the one-channel first layer as patches x matrix, where Eigen's
-  convolution is slowest (research/convdot.py has the per-layer numbers); `fused` runs that
+  convolution is slowest (research/cpu/convdot.py has the per-layer numbers); `fused` runs that
   layer's conv, bias, relu and pool as one kernel and never writes its 26x26x32 map, and the
   second layer's convolution and its gradients as direct-convolution kernels. So on CPU
   'auto' is 'fused' where its kernel builds (a C++ compiler is there) and 'hybrid' otherwise; on

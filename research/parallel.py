@@ -28,7 +28,7 @@ FLAVOURS = ("jit", "pmap", "single")
 _YNNPACK_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
 # YNNPACK for dots only (Eigen keeps the convolutions): its kernels run bfloat16 x bfloat16 ->
 # float32 dots on AVX-512 BF16 / AMX at 944 GFLOP/s here (the seed CNN's second conv as a dot)
-# where Eigen's cannot; conv_impl='im2col_bf16' asks for it (research/convdot.py).
+# where Eigen's cannot; conv_impl='im2col_bf16' asks for it (research/cpu/convdot.py).
 _YNNPACK_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
@@ -196,7 +196,7 @@ class PmapRunner:
 
 def make_runner(parallelism: str, train_chunk, eval_step, ynnpack: bool = False, devices=None,
                 ynnpack_dots: bool = False):
-  """The runner over `devices` (default: jax.devices(); research/preflight.py passes the devices
+  """The runner over `devices` (default: jax.devices(); research/tpu/preflight.py passes the devices
   of a TPU topology description, to compile for them without them)."""
   devices = list(jax.devices() if devices is None else devices)
   options = compiler_options(ynnpack, devices[0].platform, ynnpack_dots)

@@ -233,7 +233,7 @@ def check_compatible(config, workdir: str) -> None:
 class Program:
   """What a run compiles, from the config and the dataset's shapes; no devices, no data on them.
 
-  Experiment runs it; research/preflight.py compiles the same program for a TPU topology.
+  Experiment runs it; research/tpu/preflight.py compiles the same program for a TPU topology.
   `platform` ('cpu', 'gpu', 'tpu') picks how a chunk of steps is compiled (steps.chunk_plan).
   """
 

@@ -25,7 +25,6 @@ import time
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 TARGET = {"cnn": 0.99, "mlp": 0.975}
 
 
@@ -117,7 +116,7 @@ def run_roofline(model):
   The ceiling divides the step's FLOPs by this machine's measured float32 matmul rate (a
   2048^3 product, the best case for XLA:CPU), so it bounds any implementation of the same math.
   The FLOPs are counted on the `xla` formulation: XLA counts none inside a custom call, so the
-  step that `auto` picks (`fused`, research/fused.py) would hide its first layer's.
+  step that `auto` picks (`fused`, research/cpu/fused.py) would hide its first layer's.
   """
   import jax
   import jax.numpy as jnp
@@ -178,7 +177,7 @@ flags.DEFINE_string("conv_impl", "auto", "Internal: the project worker's config.
 DEFAULT_CONV_IMPLS = ["nn.Conv", "xla", "im2col", "im2col_bf16", "hybrid", "fused"]
 flags.DEFINE_list("conv_impls", DEFAULT_CONV_IMPLS,
                   "More project rows for the CNN, one per convolution formulation "
-                  "(research/convdot.py), beside the one `auto` picks; empty: none.")
+                  "(research/cpu/convdot.py), beside the one `auto` picks; empty: none.")
 
 
 def main(argv):

@@ -2,7 +2,7 @@
 
   python scripts/benchmark_sweep.py [--sweep=configs/sweeps/shuffled.py:quick] [--repeats=2]
 
-Runs `python -m research.sweep` on the sweep with --executor=inline and with --executor=ray (a
+Runs `python -m research.sweeps` on the sweep with --executor=inline and with --executor=ray (a
 local Ray instance started by the sweep), each in a fresh runs_dir, alternating the order over
 --repeats rounds (the box is shared: single timings are noisy). Reported: wall time of each,
 the ratio Ray/inline, Ray's start-up (ray.init, from the sweep's log), its overhead per run, the
@@ -74,7 +74,7 @@ def run_sweep(executor: str, workdir: str) -> dict:
   shutil.rmtree(workdir, ignore_errors=True)
   os.makedirs(workdir)
   log_path = os.path.join(workdir, "sweep.log")
-  cmd = [sys.executable, "-m", "research.sweep", f"--sweep={FLAGS.sweep}",
+  cmd = [sys.executable, "-m", "research.sweeps", f"--sweep={FLAGS.sweep}",
          f"--runs_dir={workdir}/runs", f"--output_dir={workdir}", f"--executor={executor}"]
   t0 = time.time()
   with open(log_path, "w") as log:

@@ -18,10 +18,10 @@ if [ ! -f "$VENV/.installed" ] || [ "$ROOT/setup.py" -nt "$VENV/.installed" ]; t
   touch "$VENV/.installed"
 fi
 export PATH="$VENV/bin:$PATH"
-# libtpu, for the TPU preflight (research/preflight.py) only: the version jax[tpu] pins for the
+# libtpu, for the TPU preflight (research/tpu/preflight.py) only: the version jax[tpu] pins for the
 # installed jax, put in its own folder with `pip install --target`. Importable from
 # site-packages it would make every JAX program on this CPU box probe for a TPU at start and
-# print warnings about TPU_* environment variables; research.preflight adds the folder to its
+# print warnings about TPU_* environment variables; research.tpu.preflight adds the folder to its
 # own sys.path. Skipped (the preflight then says how to install it) when pip cannot get it.
 TPU_COMPILER="$VENV/tpu-compiler"
 LIBTPU_REQ="$("$VENV/bin/python" -c 'from importlib import metadata

@@ -3,7 +3,7 @@
   python scripts/launch_tpu.py --tpu=my-tpu --zone=us-central2-b --accelerator_type=v4-32 \
       --config=configs/mnist_cnn.py:tpu --workdir=gs://BUCKET/runs/cnn --dry_run
 
-Steps: first the TPU preflight (research/preflight.py: the config's train and eval steps
+Steps: first the TPU preflight (research/tpu/preflight.py: the config's train and eval steps
 compiled here for `--accelerator_type` with libtpu, no TPU needed), stopping when it fails; then
 create the TPU VM unless it exists; copy this checkout (git archive of HEAD) to every worker and
 install it with jax[tpu]; start `research.main --distributed` on all workers at once
@@ -31,7 +31,7 @@ flags.DEFINE_multi_string("override", [], "Extra config overrides, e.g. --overri
 flags.DEFINE_string("tfds_data_dir", "", "TFDS data dir on the workers (e.g. gs://BUCKET/tfds).")
 flags.DEFINE_string("remote_dir", "dense-vs-conv", "Checkout location in the workers' home.")
 flags.DEFINE_bool("dry_run", False, "Run the preflight, print the gcloud commands, run nothing else.")
-flags.DEFINE_bool("preflight", True, "Compile the config for --accelerator_type first (research.preflight).")
+flags.DEFINE_bool("preflight", True, "Compile the config for --accelerator_type first (research.tpu.preflight).")
 flags.DEFINE_integer("preflight_timeout", 1200, "Seconds the preflight may take.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ def commands() -> dict[str, list[list[str]]]:
 
 
 def preflight_command() -> list[str]:
-  return ([sys.executable, "-m", "research.preflight", f"--config={FLAGS.config}",
+  return ([sys.executable, "-m", "research.tpu.preflight", f"--config={FLAGS.config}",
            f"--topology={FLAGS.accelerator_type}"] + [f"--config.{o}" for o in FLAGS.override])
 
 

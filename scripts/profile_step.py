@@ -19,7 +19,6 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -28,7 +27,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import mnist_cnn  # noqa: E402
-from research import fused, models, parallel, steps, train  # noqa: E402
+from research.cpu import fused
+from research import models, parallel, steps, train  # noqa: E402
 
 
 FLAGS = flags.FLAGS

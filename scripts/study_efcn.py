@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
-from research import grid, report, sweep  # noqa: E402
+from research.sweeps import grid, report, cli as sweep  # noqa: E402
 
 FLAGS = flags.FLAGS
 LAYERS = ("ConvDense_0", "ConvDense_1")
@@ -238,7 +238,7 @@ def plot_subspaces(curve_frame, relax, path):
 
 
 def main(argv=None):
-  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  """The study with the flags of research.sweeps; from Python, main(["--output_dir=...", ...])."""
   return sweep.study_main(_study, argv)
 
 

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from research import report, sweep  # noqa: E402
+from research.sweeps import report, cli as sweep  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -140,7 +140,7 @@ def plot_cells(agg, gaps, path):
 
 
 def main(argv=None):
-  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  """The study with the flags of research.sweeps; from Python, main(["--output_dir=...", ...])."""
   return sweep.study_main(_study, argv)
 
 

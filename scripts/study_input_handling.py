@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from research import UserError, report, sweep, transforms  # noqa: E402
+from research import UserError, transforms
+from research.sweeps import report, cli as sweep  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("cnn_workdir", "", "A trained CNN run for the feature maps.")

@@ -16,7 +16,8 @@ import numpy as np  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from research import UserError, equivalence, models, report, sweep  # noqa: E402
+from research import UserError, equivalence, models
+from research.sweeps import report, cli as sweep  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("image_shape", "28,28,1", "H,W,C of the input (32,32,3 for CIFAR-10).")

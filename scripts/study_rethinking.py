@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from research import report, sweep  # noqa: E402
+from research.sweeps import report, cli as sweep  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -71,7 +71,7 @@ def plot(curve_frame, path):
 
 
 def main(argv=None):
-  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  """The study with the flags of research.sweeps; from Python, main(["--output_dir=...", ...])."""
   return sweep.study_main(_study, argv)
 
 

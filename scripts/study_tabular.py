@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from research import report, sweep  # noqa: E402
+from research.sweeps import report, cli as sweep  # noqa: E402
 
 FLAGS = flags.FLAGS
 CONDITIONS = ("original columns", "shuffled columns")
@@ -54,7 +54,7 @@ def plot(agg, path):
 
 
 def main(argv=None):
-  """The study with the flags of research.sweep; from Python, main(["--output_dir=...", ...])."""
+  """The study with the flags of research.sweeps; from Python, main(["--output_dir=...", ...])."""
   return sweep.study_main(_study, argv)
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
-from research import report  # noqa: E402
+from research.sweeps import report  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("studies_dir", os.path.join(ROOT, "docs", "studies"),

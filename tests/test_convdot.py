@@ -1,4 +1,4 @@
-"""Every convolution formulation (research/convdot.py, and research/fused.py in the network)
+"""Every convolution formulation (research/cpu/convdot.py, and research/cpu/fused.py in the network)
 computes nn.Conv's layer: the same parameters, outputs and gradients, to float32 rounding
 (bfloat16 dots: to a stated bound)."""
 import flax.linen as nn
@@ -9,7 +9,8 @@ import optax
 import pytest
 
 from conftest import tiny_config
-from research import UserError, convdot, fused, models, parallel, train
+from research import UserError, models, parallel, train
+from research.cpu import convdot, fused
 
 # Float32 formulations sum in another order than the float64 reference: rounding of sums of at
 # most a few thousand terms, ~sqrt(n) * 6e-8 of the summed magnitudes (the reasoning of

@@ -1,4 +1,4 @@
-"""conv_impl='fused' (research/fused.py): the conv -> bias -> relu -> max-pool block as one
+"""conv_impl='fused' (research/cpu/fused.py): the conv -> bias -> relu -> max-pool block as one
 XLA:CPU kernel computes what nn.Conv, nn.relu and models.max_pool compute, and the plain
 convolution kernel what nn.Conv computes, values and gradients; and the project picks them, or
 falls back, in the open."""
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from research import UserError, fused, models, train
+from research import UserError, models, train
+from research.cpu import fused
 
 # A C++ compiler is what the kernel needs from the machine; where there is one, a failed build is
 # a failure of the project, not a reason to skip.

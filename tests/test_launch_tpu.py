@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from research import tpu
+from research.tpu import slices as tpu
 
 
 def test_dry_run_prints_the_gcloud_commands():

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from research import tpu
+from research.tpu import slices as tpu
 
 needs_libtpu = pytest.mark.skipif(
     not tpu.libtpu_installed(),
@@ -34,7 +34,8 @@ _RUNNER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from configs import mnist_mlp
-from research import UserError, preflight
+from research import UserError
+from research.tpu import preflight
 for name, (topology, overrides) in json.loads(sys.argv[2]).items():
   c = mnist_mlp.get_config("tpu")
   c.dataset, c.batch_size = "breast_cancer", %d
@@ -116,7 +117,7 @@ def test_preflight_without_libtpu_says_how_to_install_it():
 
 
 def test_unknown_topology_is_one_line():
-  proc = subprocess.run([sys.executable, "-m", "research.preflight", "--config=configs/mnist_mlp.py",
+  proc = subprocess.run([sys.executable, "-m", "research.tpu.preflight", "--config=configs/mnist_mlp.py",
                          "--topology=v9-8"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [

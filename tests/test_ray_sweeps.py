@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from research import executors, grid, metrics, sweep, train
+from research.sweeps import executors, grid, cli as sweep
+from research import metrics, train
 
 SMOKE = os.path.join(ROOT, "configs/sweeps/smoke.py")
 NUMBERS = ("test_accuracy", "test_loss", "steps", "num_params")
@@ -191,7 +192,7 @@ def test_a_sweep_joins_a_two_node_cluster_by_address(mnist, tmp_path):
     runs_dir = tmp_path / "runs"
     with open(tmp_path / "driver.log", "w") as log:
       driver = subprocess.run(
-          [sys.executable, "-m", "research.sweep", f"--sweep={SMOKE}", f"--runs_dir={runs_dir}",
+          [sys.executable, "-m", "research.sweeps", f"--sweep={SMOKE}", f"--runs_dir={runs_dir}",
            f"--ray_address=127.0.0.1:{port}"],
           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=300)
     output = open(tmp_path / "driver.log").read()

@@ -1,4 +1,4 @@
-"""Sweeps as data (research/grid.py), reports (research/report.py), the inline runner and the
+"""Sweeps as data (research/sweeps/grid.py), reports (research/sweeps/report.py), the inline runner and the
 shuffled-pixels study on real MNIST. Ray: tests/test_ray_sweeps.py."""
 import json
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from research import executors, grid, report
+from research.sweeps import executors, grid, report
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
@@ -145,7 +145,7 @@ def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
     ("--ray_address=127.0.0.1:9", "error: cannot join the Ray cluster at 127.0.0.1:9: nothing answers"),
 ])
 def test_bad_sweep_input_is_one_error_line(tmp_path, capsys, flag, message):
-  from research import sweep
+  from research.sweeps import cli as sweep
   with pytest.raises(SystemExit) as exit_:
     sweep.main([f"--sweep={ROOT}/configs/sweeps/smoke.py", f"--runs_dir={tmp_path}", flag])
   assert exit_.value.code == 2
@@ -221,7 +221,7 @@ def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path
   # Run records: with the runs folder gone (a machine handed back), the same command rebuilds
   # every output from OUTPUT_DIR/runs.jsonl without training anything.
   import shutil
-  from research import records
+  from research.sweeps import records
   kept = records.read(os.path.join(out, "runs.jsonl"))
   assert len(kept) == len(search) + 3  # every candidate, and seed 1 of each model
   assert all("metrics.jsonl" in files and "results.json" in files for files in kept.values())

@@ -235,7 +235,7 @@ def test_hooks_in_train_and_evaluate(tmp_path):
   assert "validation_accuracy" not in base
   held = run("held_out", validation_size=100, eval_every_epochs=1)
   assert held["validation_count"] == 100 and 0.8 < held["validation_accuracy"] <= 1
-  from research import report
+  from research.sweeps import report
   curve = report.read_metrics(str(tmp_path / "held_out"), "validation")
   assert [m["step"] for m in curve][-1] == 60 and len(curve) >= 2  # every epoch and the end
   test_only = run("test_only", pixel_permutation="test")

@@ -1,7 +1,7 @@
 """A smoke test of a sweep set-up (laptop, GPU server, Ray cluster): 4 tiny MLP runs (20 steps
 of batch 32, original and shuffled pixels, 2 seeds) that finish in seconds once compiled.
 
-  python -m research.sweep --sweep=configs/sweeps/smoke.py --runs_dir=runs/smoke
+  python -m research.sweeps --sweep=configs/sweeps/smoke.py --runs_dir=runs/smoke
   ...smoke.py:broken  adds two runs that fail by their own error (an unknown model name): the
                       others finish, the table names the failures, the sweep exits 1
 """

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # configs/ lives here
 
 
 def _error_line(e: BaseException) -> str:
@@ -175,11 +174,9 @@ def _log_to(path: str):
     log_file.close()
 
 
-def remote_run(run, runs_dir: str, root: str, pin_cpus: int, compilation_cache: str = "") -> dict:
-  """The Ray task: `run_one` with the project root importable, the worker pinned where runs
-  share a CPU box, and the run's output in WORKDIR/train.log."""
-  if root and os.path.isdir(root) and root not in sys.path:
-    sys.path.insert(0, root)  # `configs` is not an installed package
+def remote_run(run, runs_dir: str, pin_cpus: int, compilation_cache: str = "") -> dict:
+  """The Ray task: `run_one` with the worker pinned where runs share a CPU box, and the run's
+  output in WORKDIR/train.log."""
   import ray
   node = ray.get_runtime_context().get_node_id()
   workdir = os.path.join(runs_dir, run.name)
@@ -401,7 +398,7 @@ class RayExecutor:
           slots, checked = self.slots(options), time.time()
         while pending and len(inflight) < slots:
           run = pending.pop(0)
-          inflight[task.remote(run, runs_dir, ROOT, pin, compilation_cache)] = run
+          inflight[task.remote(run, runs_dir, pin, compilation_cache)] = run
         progress.update(running=len(inflight), pending=len(pending), slots=slots)
         ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
         for ref in ready:

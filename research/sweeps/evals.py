@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from research.grid import Run, slug
+from research.sweeps.grid import Run, slug
 
 
 def _read_json(path):

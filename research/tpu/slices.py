@@ -1,5 +1,5 @@
 """Cloud TPU slices as libtpu's compiler sees them, with no TPU attached: slice names, chip
-facts, and where libtpu lives on a CPU box. research/preflight.py compiles for them.
+facts, and where libtpu lives on a CPU box. research/tpu/preflight.py compiles for them.
 
 libtpu lives outside the project's site-packages on a CPU box (scripts/env.sh installs it into
 $VENV/tpu-compiler with `pip install --target`): importable by every JAX program, it would make

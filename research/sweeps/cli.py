@@ -1,6 +1,6 @@
 """Runs any sweep file on Ray (or inline) and writes its results table.
 
-  python -m research.sweep --sweep=configs/sweeps/shuffled.py:quick --runs_dir=runs/sweeps \
+  python -m research.sweeps --sweep=configs/sweeps/shuffled.py:quick --runs_dir=runs/sweeps \
       [--output_dir=DIR] [--set key=value ...] [--seeds=0,1,2] [--executor=ray|inline] \
       [--ray_address=auto|HOST:PORT|ray://HOST:10001] [--num_cpus=N] [--num_gpus=N]
 
@@ -17,12 +17,11 @@ scripts (scripts/study_*.py) take the same flags and add their analysis and plot
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # configs/
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from research import UserError, evals, executors, grid, records, report  # noqa: E402
+from research import UserError
+from research.sweeps import evals, executors, grid, records, report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep", None, "Sweep file[:arg], e.g. configs/sweeps/shuffled.py:quick.")
@@ -47,7 +46,7 @@ flags.DEFINE_string("compilation_cache", "auto", "JAX's persistent compilation c
                     "runs: auto (a directory in each machine's temp dir), a path, or '' (none).")
 flags.DEFINE_string("results_md", "", "Also write the table into this markdown file's section "
                     "for the study.")
-flags.DEFINE_string("records", "auto", "Run records (research/records.py): finished runs missing "
+flags.DEFINE_string("records", "auto", "Run records (research/sweeps/records.py): finished runs missing "
                     "from --runs_dir are restored from this file instead of trained again, and "
                     "every finished run is added to it. auto: OUTPUT_DIR/runs.jsonl; '': none.")
 
@@ -127,7 +126,7 @@ def ray_options(spec: dict) -> dict:
 
 
 def run_study(study: str, default_sweep: str | None = None, log=print):
-  """The shared part of `python -m research.sweep` and every study script: expand the sweep,
+  """The shared part of `python -m research.sweeps` and every study script: expand the sweep,
   choose learning rates on the validation split (when the sweep file has `lr_search`), run it,
   score its evals. Returns (spec, runs, rows, runs_dir); rows of failed runs have status
   'failed' and their error line; with a search, spec["lr_search_rows"] holds every candidate's
@@ -293,7 +292,7 @@ def _generic():
 
 
 def main(argv=None):
-  """`python -m research.sweep FLAGS`; from Python, main(["--sweep=...", ...])."""
+  """`python -m research.sweeps FLAGS`; from Python, main(["--sweep=...", ...])."""
   if argv is not None:
     parse_flags(argv)
     return study_main(_generic)

@@ -1,6 +1,6 @@
 """TPU preflight: compile a config's exact train chunk and eval step for a TPU slice, here.
 
-  python -m research.preflight --config=configs/mnist_cnn.py:tpu --topology=v5e-8
+  python -m research.tpu.preflight --config=configs/mnist_cnn.py:tpu --topology=v5e-8
 
 No TPU is needed: libtpu's compiler runs on this machine against a description of the slice
 (jax.experimental.topologies). The program is the one training runs: train.Program builds the
@@ -11,7 +11,7 @@ compile seconds, HBM per chip against the chip's, FLOPs per train step and a roo
 Exits 2 with one `error: ...` line when the config cannot run on the slice (batch not divisible
 by the chips, HBM exceeded, an op the TPU compiler rejects) or libtpu is not installed.
 
-Slice names, chip facts and where libtpu is found: research/tpu.py.
+Slice names, chip facts and where libtpu is found: research/tpu/slices.py.
 """
 import contextlib
 import json
@@ -20,13 +20,13 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TFDS's tensorflow: no start-up chatter
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from research import UserError, cli, tpu  # noqa: E402
+from research import UserError, cli
+from research.tpu import slices as tpu
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variants]).",

@@ -299,7 +299,7 @@ def update_markdown_section(path: str, name: str, text: str, asset_dir: str = ""
 def command_line() -> str:
   """The command that is running, as one could paste it (for the results' provenance)."""
   if sys.argv and sys.argv[0].endswith(os.path.join("research", "sweep.py")):
-    head = ["python", "-m", "research.sweep"]
+    head = ["python", "-m", "research.sweeps"]
   else:
     script = os.path.relpath(sys.argv[0]) if os.path.exists(sys.argv[0]) else sys.argv[0]
     head = ["python", shlex.quote(script)]

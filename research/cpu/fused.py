@@ -1,18 +1,18 @@
 """conv_impl='fused': the seed CNN's convolutions as C++ kernels called from XLA:CPU.
 
 Three kernels, one library:
-- research/kernels/conv_relu_pool.cc, for a layer on few input channels (the seed CNN's first,
+- research/cpu/kernels/conv_relu_pool.cc, for a layer on few input channels (the seed CNN's first,
   28x28x1 -> 32): conv, bias, ReLU and max pool as one kernel that computes the pooled outputs
   only; its backward recomputes each window's pre-activations instead of storing the
   [N, Ho, Wo, F] map between the layers. For such a layer that map is most of the memory
   traffic and Eigen's convolution runs it at a small fraction of the machine's rate
-  (research/convdot.py). Gradients JAX's for relu then max (ties share dy).
-- research/kernels/conv2d.cc, for a stride-1 layer on many channels (the seed CNN's second,
+  (research/cpu/convdot.py). Gradients JAX's for relu then max (ties share dy).
+- research/cpu/kernels/conv2d.cc, for a stride-1 layer on many channels (the seed CNN's second,
   13x13x32 -> 64): the convolution + bias and its input and kernel gradients as direct
   convolutions with register-blocked FMAs; XLA does the relu and pool around them. These three
   products are most of the step's FLOPs, and Eigen ran the two gradients well below its forward
   rate.
-- research/kernels/relu_pool.cc: relu then max pool, and its gradient, after any layer that is
+- research/cpu/kernels/relu_pool.cc: relu then max pool, and its gradient, after any layer that is
   not the first kernel. Two memory-bound passes over the map; XLA:CPU's fusions for the
   reshape-and-max pool took ~1.2 ms (forward) and ~0.8 ms (backward) of a ~10 ms seed-CNN step on
   a 2-core AMD EPYC (a profiler trace of the 10-step chunk), the kernels ~0.3 and ~0.5 there;
@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from research import UserError, convdot, equivalence
+from research import UserError, equivalence
+from research.cpu import convdot
 
 _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 # One library from both sources: conv + relu + pool for a first layer, and a plain convolution
@@ -246,7 +247,7 @@ class ConvReluPool(nn.Module):
 @jax.custom_vjp
 def conv2d(x, kernel, bias):
   """VALID stride-1 conv(x, kernel) + bias for float32 x [N, H, W, C], an HWIO kernel
-  [k, k, C, F] and bias [F] -> [N, H - k + 1, W - k + 1, F] (research/kernels/conv2d.cc)."""
+  [k, k, C, F] and bias [F] -> [N, H - k + 1, W - k + 1, F] (research/cpu/kernels/conv2d.cc)."""
   k = kernel.shape[0]
   out = jax.ShapeDtypeStruct((x.shape[0], x.shape[1] - k + 1, x.shape[2] - k + 1, kernel.shape[3]),
                              jnp.float32)
@@ -286,7 +287,7 @@ class Conv(nn.Module):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def relu_max_pool(y, pool: int = 2):
-  """models.max_pool(relu(y), pool) for float32 y [N, H, W, F] (research/kernels/relu_pool.cc)."""
+  """models.max_pool(relu(y), pool) for float32 y [N, H, W, F] (research/cpu/kernels/relu_pool.cc)."""
   n, h, w, f = y.shape
   return _call("ReluPoolForward", jax.ShapeDtypeStruct((n, h // pool, w // pool, f), jnp.float32),
                y, p=pool)

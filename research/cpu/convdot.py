@@ -2,7 +2,7 @@
 
 `config.conv_impl` picks one (research/models.conv_impl: 'auto' on CPU is `fused`, which runs a
 first layer's conv, relu and pool as one kernel and the second's convolution as another
-(research/fused.py), and `hybrid` for any layer they do not fit):
+(research/cpu/fused.py), and `hybrid` for any layer they do not fit):
 
   xla          lax.conv_general_dilated (XLA:CPU runs it with Eigen's kernels), the bias added by
                `bias_add`, whose gradient is one matvec: nn.Conv's is a sum over N, H and W that
@@ -43,7 +43,7 @@ was 19.6-30.9 ms against 19.3-20.0 for hybrid and xla in the same run. Patches b
 FFI kernel (XLA cannot fuse into a custom call) were no better for the second layer: in rows XLA
 transposed them for the kernel gradient's dot (2 x 2.1 ms a step), as [k*k*C, N*Ho*Wo] the copy
 went away but the step was still 18.3 ms against xla's 14.6 in one run; for the first layer the
-transposed patches beat the concatenation (13.5 against 14.1 ms), and research/fused.py's
+transposed patches beat the concatenation (13.5 against 14.1 ms), and research/cpu/fused.py's
 kernel, which also fuses the bias, relu and pool, beats both.
 """
 import functools

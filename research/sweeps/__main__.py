@@ -1,0 +1,3 @@
+from research.sweeps import cli
+
+cli.main()
