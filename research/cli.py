@@ -1,4 +1,4 @@
-"""absl flag parsing shared by the entry points (research.main, research.tpu.preflight).
+"""What the entry points share: absl flag parsing, the one-line error exit, a quiet log.
 
 A bad flag, config file or `--config.FIELD` override becomes one `error: ...` line on stderr and
 exit status 2, not a traceback; `fail` is also how the entry points end on any other error.
@@ -51,3 +51,19 @@ def fail(message: str, code: int = 2):
   os.dup2(devnull, 2)
   os.write(real_stderr, f"error: {message}\n".encode())
   os._exit(code)
+
+
+class QuietLibraries:
+  """A logging filter: libraries' INFO chatter stays out of a run's log (their warnings pass),
+  and so do two messages that are noise here: JAX saying that a CPU machine has no TPU, and
+  urllib3's retries of a download that the run's one error line reports if it finally fails."""
+
+  def filter(self, record):
+    text = record.getMessage()
+    if "/urllib3/" in record.pathname and "Retrying" in text:
+      return False
+    if "Unable to initialize backend" in text or (
+        "Variant folder" in text and "dataset_info.json" in text):  # TFDS, before it prepares
+      return False
+    noisy = any(part in record.pathname for part in ("/orbax/", "/tensorflow", "/etils/", "/jax/"))
+    return record.levelno >= 30 or not noisy

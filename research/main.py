@@ -38,22 +38,6 @@ flags.DEFINE_string("cpu_collectives", "gloo", "CPU collectives for multi-proces
 flags.mark_flag_as_required("config")
 
 
-class _QuietLibraries:
-  """Keeps libraries' INFO chatter out of the progress log (their warnings pass), and two
-  messages that are noise here: JAX saying that a CPU box has no TPU, and urllib3's retries of a
-  download that the run's one error line reports when it finally fails."""
-
-  def filter(self, record):
-    text = record.getMessage()
-    if "/urllib3/" in record.pathname and "Retrying" in text:
-      return False
-    if "Unable to initialize backend" in text or (
-        "Variant folder" in text and "dataset_info.json" in text):  # TFDS, before it prepares
-      return False
-    noisy = any(part in record.pathname for part in ("/orbax/", "/tensorflow", "/etils/", "/jax/"))
-    return record.levelno >= 30 or not noisy
-
-
 def _init_distributed():
   if not (FLAGS.distributed or FLAGS.coordinator_address):
     return
@@ -71,7 +55,7 @@ def _init_distributed():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(cli.QuietLibraries())
   if FLAGS.show_config:
     print(FLAGS.config)
     return

@@ -16,8 +16,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from research import (UserError, checkpoint, data, equivalence, models, parallel, steps,
-                      transforms)
+from research import (UserError, checkpoint, data, equivalence, machine, models, parallel,
+                      steps, transforms)
 from research.metrics import MetricWriter
 from research.watchdog import Watchdog
 
@@ -450,7 +450,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       "parallelism": config.parallelism, "num_devices": runner.num_devices,
       "num_processes": jax.process_count(), "batch_size": config.batch_size,
       "learning_rate": config.learning_rate, "optimizer": config.optimizer,
-      "conv_impl": exp.program.conv_impl, "cpu": _cpu_name(),
+      "conv_impl": exp.program.conv_impl, "cpu": machine.cpu_name(),
   }
   if val:
     results.update(validation_accuracy=val["accuracy"], validation_loss=val["loss"],
@@ -523,20 +523,6 @@ def load_model(workdir: str, step: int | None = None):
   if state is None:
     raise UserError(f"no checkpoints in {workdir}")
   return model, state.params, config
-
-
-def _cpu_name() -> str:
-  """This machine's CPU model and its vector extensions that matter to XLA:CPU's kernels."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      info = f.read()
-  except OSError:  # not Linux
-    return "unknown"
-  name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")),
-              "unknown")
-  flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
-  isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-  return f"{name} ({', '.join(isa) or 'no AVX2'})"
 
 
 SECONDS_FILE = "train_seconds.json"  # {step: training seconds up to it}, one per checkpoint

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
-from research import UserError, equivalence
+from research import UserError, equivalence, machine
 from research.cpu import convdot
 
 _KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
@@ -66,15 +66,6 @@ def _flags() -> list[str]:
   return flags
 
 
-def _cpu_fingerprint() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      lines = [l for l in f.read().splitlines() if l.startswith(("model name", "flags"))]
-    return "\n".join(sorted(set(lines)))
-  except OSError:
-    return platform.processor()
-
-
 def _cache_dir() -> str:
   return os.environ.get("RESEARCH_KERNEL_CACHE") or os.path.join(
       os.path.expanduser("~"), ".cache", "dense-vs-conv", "kernels")
@@ -88,7 +79,7 @@ def _build(compiler: str) -> str:
     with open(name, "rb") as f:
       sources.append(f.read())
   key = hashlib.sha256(b"\0".join([*sources, " ".join(_flags()).encode(), jaxlib.__version__.encode(),
-                                   _cpu_fingerprint().encode()])).hexdigest()[:16]
+                                   machine.cpu_fingerprint().encode()])).hexdigest()[:16]
   path = os.path.join(_cache_dir(), f"conv_relu_pool-{key}.so")
   if os.path.exists(path):
     return path

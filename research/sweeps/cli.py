@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from research import UserError
+from research import UserError, cli
 from research.sweeps import evals, executors, grid, records, report
 
 FLAGS = flags.FLAGS
@@ -304,7 +304,7 @@ def run_script(body) -> None:
 
   def main_(argv):
     from absl import logging
-    logging.get_absl_handler().addFilter(executors.QuietLibraries())  # inline runs log here
+    logging.get_absl_handler().addFilter(cli.QuietLibraries())  # inline runs log here
     if len(argv) > 1:
       print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
       sys.exit(2)

@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from research import cli
+
 
 
 def _error_line(e: BaseException) -> str:
@@ -131,14 +133,6 @@ def _cpu_slot(num_cpus: int, wait_s: float = 120.0):
     time.sleep(0.5)
 
 
-class QuietLibraries:
-  """Keeps orbax's and tensorflow's INFO chatter out of a run's log (warnings pass)."""
-
-  def filter(self, record):
-    noisy = any(part in record.pathname for part in ("/orbax/", "/tensorflow", "/etils/"))
-    return record.levelno >= 30 or not noisy
-
-
 @contextlib.contextmanager
 def _log_to(path: str):
   """Sends this process's stdout, stderr and absl log to `path` (appended) while it lasts."""
@@ -153,7 +147,7 @@ def _log_to(path: str):
   handler = pylogging.StreamHandler(log_file)
   handler.setFormatter(pylogging.Formatter(
       "%(levelname).1s%(asctime)s %(filename)s:%(lineno)d] %(message)s", "%m%d %H:%M:%S"))
-  handler.addFilter(QuietLibraries())
+  handler.addFilter(cli.QuietLibraries())
   absl_logger = logging.get_absl_logger()
   level, propagate = absl_logger.level, absl_logger.propagate
   absl_logger.addHandler(handler)
