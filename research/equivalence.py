@@ -11,7 +11,7 @@
 * `cnn_to_fcn(model, params, input_shape)`: a whole CNN (research.models.CNN, conv or locally
   connected) as its equivalent fully connected network (eFCN, d'Ascoli et al. 2019): every conv
   layer becomes the Dense matrix above, ReLU, pooling and reshapes stay. Returns the eFCN model
-  (the same CNN module with `as_dense=True`, registered as `fcn`) and its params.
+  (the same CNN module with `block=models.DENSE`, registered as `fcn`) and its params.
 * `project_local(W, ...)`, `project_conv(W, ...)`: the orthogonal projections of a Dense matrix
   onto the matrices of a locally connected layer (zeros outside each output's receptive field)
   and of a conv layer (the same, with weights tied across positions): conv ⊂ local ⊂ dense.
@@ -165,11 +165,11 @@ def pooled_shape(shape, window: int):
 def cnn_to_fcn(model, params, input_shape):
   """(fcn_model, fcn_params): the CNN `model` with `params` as its eFCN, the same function.
 
-  `model` is a research.models.CNN (conv, or locally connected with `local=True`); `params`
+  `model` is a research.models.CNN (conv, or locally connected: `block=models.LOCAL`); `params`
   its params (without the "params" collection key); `input_shape` (H, W, C) one image.
   Conv layer i (`Conv_i` / `ConvLocal_i`) becomes the Dense layer `ConvDense_i` of matrix
   [h*w*c, ho*wo*f] on the flattened feature map; the Dense layers of the head keep their names
-  and values. `fcn_model` is `model.clone(as_dense=True, local=False)`:
+  and values. `fcn_model` is `model.clone(block=models.DENSE)`:
 
       fcn_model, fcn_params = cnn_to_fcn(model, params, (28, 28, 1))
       fcn_model.apply({"params": fcn_params}, x)  # == model.apply({"params": params}, x)
@@ -193,7 +193,8 @@ def cnn_to_fcn(model, params, input_shape):
   for name, layer in params.items():
     if name.startswith("Dense_"):
       out[name] = {k: np.asarray(v) for k, v in layer.items()}
-  return model.clone(as_dense=True, local=False), out
+  from research import models
+  return model.clone(block=models.DENSE), out
 
 
 # --- Projections onto the locally connected and convolutional patterns -------------------------

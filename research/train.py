@@ -240,10 +240,10 @@ class Program:
   def __init__(self, config, ds: data.Dataset, platform: str, num_devices: int):
     self.config = config
     self.image_shape = ds.image_shape
-    self.model = models.create_model(config, ds.num_classes, platform, num_devices)
-    # what 'auto' chose, for results.json (models without convolutions: what a CNN would get)
-    self.conv_impl = (self.model.conv_impl if hasattr(self.model, "conv_impl")
-                      else models.conv_impl(config, platform, num_devices))
+    # The conv block for this machine, chosen once; results.json records its name (for models
+    # without convolutions: what a CNN would have used).
+    self.block = models.conv_block(config, platform, num_devices)
+    self.model = models.create_model(config, ds.num_classes, self.block)
     self.n_train = len(ds.train_labels)
     self.steps_per_epoch = self.n_train // config.batch_size
     if self.steps_per_epoch == 0:
@@ -270,7 +270,7 @@ class Program:
   def make_runner(self, devices=None):
     return parallel.make_runner(self.config.parallelism, self.train_chunk, self.eval_step,
                                 ynnpack=self.config.xla_cpu_ynnpack, devices=devices,
-                                ynnpack_dots=self.conv_impl == "im2col_bf16")
+                                ynnpack_dots=self.block.name == "im2col_bf16")
 
 
 class Experiment:
@@ -450,7 +450,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       "parallelism": config.parallelism, "num_devices": runner.num_devices,
       "num_processes": jax.process_count(), "batch_size": config.batch_size,
       "learning_rate": config.learning_rate, "optimizer": config.optimizer,
-      "conv_impl": exp.program.conv_impl, "cpu": machine.cpu_name(),
+      "conv_impl": exp.program.block.name, "cpu": machine.cpu_name(),
   }
   if val:
     results.update(validation_accuracy=val["accuracy"], validation_loss=val["loss"],
