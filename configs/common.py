@@ -1,81 +1,164 @@
-"""Defaults shared by every experiment config, and the `:variant` arguments.
+"""Every config field once: its default, a one-line description and its valid values (`FIELDS`);
+and the `:variant` arguments every experiment config takes.
 
-A config file calls `base_config()`, sets its own fields, then `apply_variants(config, arg)`,
-so `--config=configs/mnist_cnn.py:debug` or `:tpu,runlocal` work for every experiment.
+A config file calls `base_config()`, sets its own fields, then `apply_variants(config, arg)`, so
+`--config=configs/mnist_cnn.py:debug` or `:tpu,runlocal` work for every experiment.
+`python -m research.main --show_config` prints this table; `check(config)` enforces it before a
+run starts. A field added later must default to what runs made without it did: a saved
+config.json that lacks it is read with that default (resuming, evaluating, records).
 """
+import dataclasses
+import numbers
+from typing import Any
+
 import ml_collections
 
 VARIANTS = ("debug", "runlocal", "gpu", "tpu")
+CONV_IMPLS = ("auto", "nn.Conv", "xla", "im2col", "im2col_bf16", "hybrid", "fused")
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  default: Any
+  help: str
+  valid: Any = None  # a tuple of choices, or one of the rule names in `_RULES`
+  # Whether a resumed run may change it (it does not change the numbers: speed, logging, I/O).
+  resumable: bool = False
+
+
+_RULES = {
+    "positive": (lambda v: isinstance(v, numbers.Real) and v > 0, "> 0"),
+    "nonnegative": (lambda v: isinstance(v, numbers.Real) and v >= 0, ">= 0"),
+    "fraction": (lambda v: isinstance(v, numbers.Real) and 0 <= v <= 1, "in [0, 1]"),
+    "momentum": (lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "in [0, 1)"),
+    "steps": (lambda v: isinstance(v, int) and (v == -1 or v > 0), "-1 (use num_epochs) or > 0"),
+    "widths": (lambda v: isinstance(v, (tuple, list)) and all(
+        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in v),
+               "a tuple of positive ints, e.g. (32, 64)"),
+    "shift": (lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(
+        isinstance(s, int) for s in v), "(dy, dx) ints"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
+    "nonnegative_int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                        "an int >= 0"),
+    "positive_int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                     "an int > 0"),
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+    "text": (lambda v: isinstance(v, str), "a string"),
+}
+
+FIELDS = {
+    # Model (research/models.py looks it up by name).
+    "model": Field("cnn", "a model name in research/models.py MODELS", "text"),
+    "mlp_hidden": Field((128,), "hidden widths of the MLP", "widths"),
+    "cnn_features": Field((32, 64), "channels of each conv (or local/dense) block", "widths"),
+    "cnn_kernel": Field(3, "conv kernel side (px)", "positive_int"),
+    "cnn_pool": Field(2, "max pool window side after each block (1: none)", "positive_int"),
+    "cnn_dense": Field((), "Dense widths between the last block and the classifier", "widths"),
+    "pool_impl": Field("reshape", "max pool as reshape + max, or nn.max_pool (same values)",
+                       ("reshape", "reduce_window")),
+    "half_precision": Field(False, "bfloat16 compute (params and optimizer stay float32)", "bool"),
+    "conv_impl": Field("auto", "how conv layers compute (same parameters and math; "
+                       "docs/performance.md); auto: per machine", CONV_IMPLS),
+    # Data (research/data.py).
+    "dataset": Field("mnist", "a TFDS image dataset name, or breast_cancer / mnist1d", "text"),
+    "data_dir": Field("", "TFDS data dir ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)", "text",
+                      resumable=True),
+    # Optimisation.
+    "optimizer": Field("adam", "optimizer", ("adam", "sgd")),
+    "learning_rate": Field(1e-3, "peak learning rate", "positive"),
+    "lr_schedule": Field("constant", "learning rate schedule", ("constant", "cosine")),
+    "momentum": Field(0.9, "SGD momentum (sgd only; 0: none)", "momentum"),
+    "batch_size": Field(128, "global batch, over all devices and hosts", "positive_int"),
+    "eval_batch_size": Field(1000, "evaluation batch", "positive_int", resumable=True),
+    "num_epochs": Field(5, "epochs (when num_train_steps is -1)", "positive_int"),
+    "num_train_steps": Field(-1, "train steps; overrides num_epochs", "steps"),
+    "seed": Field(0, "initialisation, data order and augmentation seed", "int"),
+    "init_from": Field("", "start from this run's params (a workdir; a fcn from a cnn/lcn run "
+                       "gets its exact eFCN); optimizer state fresh", "text"),
+    "init_from_step": Field(-1, "init_from's checkpoint step (-1: newest; 0: its initial params)",
+                            "int"),
+    # Execution.
+    "parallelism": Field("jit", "jit (a mesh over all devices), pmap, or single (one device)",
+                         ("jit", "pmap", "single"), resumable=True),
+    "steps_per_call": Field(10, "train steps per compiled call (CPU: at most 10 a program)",
+                            "positive_int", resumable=True),
+    "log_every_steps": Field(500, "log train metrics every this many steps", "positive_int",
+                             resumable=True),
+    "eval_every_epochs": Field(1, "test (and validation) evaluation every this many epochs "
+                               "(0: only at the end)", "nonnegative_int", resumable=True),
+    "eval_train": Field(True, "score the whole training split at the end (train_accuracy)",
+                        "bool", resumable=True),
+    "debug": Field(False, "NaN checks inside the step, compiles logged", "bool", resumable=True),
+    "stall_timeout": Field(900, "seconds a multi-process run waits for a stalled peer (0: "
+                           "forever)", "nonnegative", resumable=True),
+    "xla_cpu_ynnpack": Field(False, "XLA:CPU's YNNPACK conv kernels instead of Eigen's", "bool",
+                             resumable=True),
+    "profile_steps": Field(0, "> 0: a jax.profiler trace of this many steps after the first "
+                           "call, in WORKDIR/tensorboard", "nonnegative_int", resumable=True),
+    # Checkpoints (orbax, WORKDIR/checkpoints).
+    "checkpoint_every_steps": Field(1000, "checkpoint every this many steps (and at the end)",
+                                    "positive_int", resumable=True),
+    "max_checkpoints_to_keep": Field(2, "newest checkpoints kept", "positive_int",
+                                     resumable=True),
+    # Experiment transforms (research/transforms.py), applied to the dataset before training;
+    # the defaults change nothing.
+    "pixel_permutation": Field("none", "one fixed pixel shuffle of train and test, or of the "
+                               "test images only", ("none", "train_test", "test")),
+    "permutation_seed": Field(0, "seed of the fixed pixel permutation", "int"),
+    "random_labels": Field(0.0, "fraction of training labels replaced by random classes",
+                           "fraction"),
+    "random_pixels": Field(False, "a different pixel permutation for every image", "bool"),
+    "gaussian_images": Field(False, "images replaced by Gaussian noise of the data's mean and "
+                             "std", "bool"),
+    "canvas_size": Field(0, "> 0: digits pasted at random positions of a canvas this big",
+                         "nonnegative_int"),
+    "clutter_pieces": Field(0, "> 0 (with canvas_size): that many crops of other digits as "
+                            "clutter", "nonnegative_int"),
+    "clutter_size": Field(8, "side of each clutter crop (px)", "positive_int"),
+    "validation_size": Field(0, "> 0: hold out this many training examples as a validation "
+                             "split", "nonnegative_int"),
+    "test_shift": Field((0, 0), "fixed (dy, dx) shift of the test images, zero filled", "shift"),
+    "train_subset": Field(0, "> 0: train on a fixed random subset of this many examples",
+                          "nonnegative_int"),
+    "transform_seed": Field(0, "seed of the random labels/pixels/noise/canvas/subset draws", "int"),
+    "augment_shift": Field(0, "> 0: random shifts in [-k, k] px of every training batch",
+                           "nonnegative_int"),
+}
 
 
 def base_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  # Model (research/models.py looks it up by name).
-  c.model = "cnn"
-  c.mlp_hidden = (128,)
-  c.cnn_features = (32, 64)
-  c.cnn_kernel = 3
-  c.cnn_pool = 2
-  c.cnn_dense = ()
-  c.pool_impl = "reshape"  # "reduce_window" is nn.max_pool: same values, slower backward on CPU
-  c.half_precision = False
-  # How conv layers compute (research/cpu/convdot.py, models.conv_impl): 'auto' (xla on CPU,
-  # nn.Conv elsewhere), 'nn.Conv', 'xla', 'im2col', 'im2col_bf16'. Same parameters and math;
-  # im2col_bf16 rounds the dot operands to bfloat16. results.json records the one used.
-  c.conv_impl = "auto"
+  return ml_collections.ConfigDict({name: f.default for name, f in FIELDS.items()})
 
-  # Data (research/data.py).
-  c.dataset = "mnist"
-  c.data_dir = ""  # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
 
-  # Optimisation.
-  c.optimizer = "adam"
-  c.learning_rate = 1e-3
-  c.lr_schedule = "constant"  # or "cosine"
-  c.momentum = 0.9  # sgd only
-  c.batch_size = 128  # global, over all devices and hosts
-  c.eval_batch_size = 1000
-  c.num_epochs = 5
-  c.num_train_steps = -1  # > 0 overrides num_epochs
-  c.seed = 0
-  # Start from another run's params instead of random ones (optimizer state fresh): the workdir
-  # of a trained run and its checkpoint step (-1: the newest; 0: that run's initial params). A
-  # `fcn` run from a `cnn` or `lcn` run gets its exact eFCN (research/equivalence.cnn_to_fcn).
-  c.init_from = ""
-  c.init_from_step = -1
+def valid_values(field: Field) -> str:
+  if isinstance(field.valid, tuple):
+    return "one of " + ", ".join(map(str, field.valid))
+  return _RULES[field.valid][1] if field.valid else ""
 
-  # Execution.
-  c.parallelism = "jit"  # "jit" (mesh over all devices), "pmap", or "single" (one device)
-  c.steps_per_call = 10  # train steps per compiled call (on CPU at most 10: steps.chunk_plan)
-  c.log_every_steps = 500  # a multiple of steps_per_call keeps chunks full; ~10 lines a CNN run
-  c.eval_every_epochs = 1
-  c.eval_train = True  # score the whole training split at the end (results.json train_accuracy)
-  c.debug = False  # NaN checks inside the step, compile logging
-  c.stall_timeout = 900  # s a multi-process run may wait for a stalled peer before exiting (0: forever)
-  c.xla_cpu_ynnpack = False  # XLA:CPU's YNNPACK conv kernels; off: Eigen's, 1.4-2.6x faster steps here
-  c.profile_steps = 0  # > 0: a jax.profiler trace of this many train steps after the first
-  #                      (compiling) chunk, in WORKDIR/tensorboard (TensorBoard's profile plugin)
 
-  # Checkpoints (orbax, WORKDIR/checkpoints).
-  c.checkpoint_every_steps = 1000
-  c.max_checkpoints_to_keep = 2
+def check(config) -> None:
+  """Raises ValueError naming the first field whose value is not valid (unknown fields too)."""
+  unknown = sorted(set(config.keys()) - set(FIELDS))
+  if unknown:
+    raise ValueError(f"unknown config field {unknown[0]!r} (--show_config lists them)")
+  for name, field in FIELDS.items():
+    value = config[name]
+    ok = (value in field.valid if isinstance(field.valid, tuple)
+          else _RULES[field.valid][0](value) if field.valid else True)
+    if not ok:
+      raise ValueError(f"{name} must be {valid_values(field)}; got {value!r}")
 
-  # --- Experiment transforms (research/transforms.py) ---
-  # Applied deterministically to the dataset before training; the defaults change nothing.
-  c.pixel_permutation = "none"  # "train_test": one fixed pixel shuffle; "test": test images only
-  c.permutation_seed = 0  # the fixed permutation's own seed (independent of c.seed)
-  c.random_labels = 0.0  # fraction of training labels replaced by uniform random classes
-  c.random_pixels = False  # a different pixel permutation for every image
-  c.gaussian_images = False  # images replaced by Gaussian noise with the data's mean and std
-  c.canvas_size = 0  # > 0: digits pasted at random positions of a larger black canvas
-  c.clutter_pieces = 0  # > 0 (with canvas_size): cluttered canvas, that many crops of other digits
-  c.clutter_size = 8  # side of each clutter crop (px)
-  c.validation_size = 0  # > 0: hold out this many training examples as a validation split
-  c.test_shift = (0, 0)  # (dy, dx) fixed shift of the test images, zero filled
-  c.train_subset = 0  # > 0: train on a fixed random subset of this many examples
-  c.transform_seed = 0  # seed of the random labels/pixels/noise/canvas/subset choices
-  c.augment_shift = 0  # > 0: random shifts in [-k, k] px of every training batch (on device)
-  return c
+
+def describe(config=None) -> str:
+  """Every field: `name = value  # description [valid values]`, in FIELDS order."""
+  config = config if config is not None else base_config()
+  width = max(map(len, FIELDS))
+  lines = []
+  for name, field in FIELDS.items():
+    value = config.get(name, field.default)
+    value = tuple(value) if isinstance(value, list) else value
+    lines.append(f"{name:<{width}} = {value!r:<14} # {field.help} [{valid_values(field)}]")
+  return "\n".join(lines)
 
 
 def apply_variants(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:

@@ -191,7 +191,9 @@ def load_tfds(name: str, data_dir: str = "") -> Dataset:
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    raise UserError(f"unknown dataset {name!r}: not a TFDS dataset name") from None
+    raise UserError(f"unknown dataset {name!r}: neither a TFDS dataset name nor one of this "
+                    f"project's built-in datasets ({', '.join(sorted(BUILTIN))}); image datasets "
+                    "of TFDS include mnist, fashion_mnist, kmnist, emnist, cifar10") from None
   except PermissionError as e:
     raise UserError(f"TFDS data_dir {data_dir} is not usable: {e}") from None
   if not builder.is_prepared():

@@ -239,12 +239,13 @@ def check_config(config) -> None:
     raise UserError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
 
 
-def create_model(config, num_classes: int, block=CONV) -> nn.Module:
+def create_model(config, num_classes: int, block=None) -> nn.Module:
   """The model named by `config.model`, built from the config's width fields; a CNN computes
-  its conv layers with `block` (default flax's nn.Conv; `conv_block` picks one per machine)."""
+  its conv layers with `block` (default: `conv_block(config)`, this machine's choice for one
+  device)."""
   check_config(config)
   dtype = jnp.bfloat16 if config.half_precision else jnp.float32
-  return MODELS[config.model](config, num_classes, dtype, block)
+  return MODELS[config.model](config, num_classes, dtype, block or conv_block(config))
 
 
 def weight_metrics_fn(model: nn.Module, image_shape) -> Callable[[dict], dict] | None:

@@ -122,11 +122,11 @@ def run_roofline(model):
   import jax.numpy as jnp
   import numpy as np
   from configs import mnist_cnn, mnist_mlp
-  from research import models, parallel, steps, train
+  from research import experiment, models, parallel, steps
   c = (mnist_cnn if model == "cnn" else mnist_mlp).get_config()
   c.conv_impl = "xla"  # every convolution visible to XLA's cost analysis
   net = models.create_model(c, 10)
-  state = train.create_train_state(c, net, (28, 28, 1), 1000)
+  state = experiment.create_train_state(c, net, (28, 28, 1), 1000)
   images = jnp.zeros((c.batch_size, 28, 28, 1), jnp.uint8)
   labels = jnp.zeros((c.batch_size,), jnp.int32)
   compiled = jax.jit(steps.make_train_step(), compiler_options=parallel.compiler_options()).lower(

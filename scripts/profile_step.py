@@ -28,7 +28,7 @@ from absl import app, flags  # noqa: E402
 
 from configs import mnist_cnn  # noqa: E402
 from research.cpu import fused
-from research import models, parallel, steps, train  # noqa: E402
+from research import experiment, models, parallel, steps  # noqa: E402
 
 
 FLAGS = flags.FLAGS
@@ -70,7 +70,7 @@ def _formulations(images, labels, idx, k, opts):
     c = mnist_cnn.get_config()
     c.conv_impl = impl
     model = models.create_model(c, 10)
-    state = jax.device_put(train.create_train_state(c, model, (28, 28, 1), 1000))
+    state = jax.device_put(experiment.create_train_state(c, model, (28, 28, 1), 1000))
     # The seed CNN's first block (its Conv_0 params) as a CNN of one block, whose Dense(10) head
     # (14 MFLOP each way at batch 128; the block's convolution: 50) gives the block a gradient.
     one = models.CNN(features=tuple(c.cnn_features[:1]), kernel_size=c.cnn_kernel,
@@ -145,7 +145,7 @@ def main(argv):
     c = mnist_cnn.get_config()
     c.pool_impl = pool
     model = models.create_model(c, 10)
-    state = jax.device_put(train.create_train_state(c, model, (28, 28, 1), 1000))
+    state = jax.device_put(experiment.create_train_state(c, model, (28, 28, 1), 1000))
     fwd = jit(lambda p, x: model.apply({"params": p}, x))
     grad = jit(jax.grad(lambda p, x: steps.cross_entropy(model.apply({"params": p}, x), labels[:b]).mean()))
     rows.append((f"forward ({pool} pool)", _time(lambda: fwd(state.params, x))))

@@ -139,13 +139,13 @@ def state_bytes(run) -> dict:
   allocated), for its own widths and for the seed CNN's (32, 64)."""
   import jax
   import jax.numpy as jnp
-  from research import models, train
+  from research import experiment, models
   out = {}
   for label, widths in (("study", None), ("seed", (32, 64))):
     config = run.config({"model": "fcn", **({"cnn_features": widths} if widths else {})})
     model = models.create_model(config, 10)
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
-    opt = jax.eval_shape(train.create_optimizer(config, 1).init, params["params"])
+    opt = jax.eval_shape(experiment.create_optimizer(config, 1).init, params["params"])
     size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
     out[label] = {"widths": tuple(config.cnn_features), "params": models.count_params(params),
                   "param_bytes": size(params), "adam_bytes": size(opt)}

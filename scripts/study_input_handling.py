@@ -75,8 +75,8 @@ def _study():
   maps_source = "freshly initialized Conv(32, 3x3)"
   maps = np.asarray(nn.relu(conv_out))[0]
   if FLAGS.cnn_workdir:
-    from research import train
-    model, params, _ = train.load_model(FLAGS.cnn_workdir)
+    from research import experiment
+    model, params, _ = experiment.load_model(FLAGS.cnn_workdir)
     _, state = model.apply({"params": params}, x, capture_intermediates=True)
     maps = np.asarray(nn.relu(state["intermediates"]["Conv_0"]["__call__"][0]))[0]
     maps_source = f"first conv layer of the trained CNN in {os.path.basename(FLAGS.cnn_workdir)}"

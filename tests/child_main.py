@@ -14,16 +14,16 @@ import sys
 import time
 
 
-from research import train  # noqa: E402
+from research import experiment  # noqa: E402
 
 if os.environ.get("CHILD_CHUNK_DELAY"):
-  _batch_indices = train.batch_indices
+  _batch_indices = experiment.batch_indices
 
   def _slow_batch_indices(*args, **kwargs):
     time.sleep(float(os.environ["CHILD_CHUNK_DELAY"]))
     return _batch_indices(*args, **kwargs)
 
-  train.batch_indices = _slow_batch_indices
+  experiment.batch_indices = _slow_batch_indices
 
 if os.environ.get("CHILD_STALL_IN_EVALUATE"):
 
@@ -32,7 +32,7 @@ if os.environ.get("CHILD_STALL_IN_EVALUATE"):
     while True:
       time.sleep(60)
 
-  train.Experiment.evaluate = _stuck
+  experiment.Experiment.evaluate = _stuck
 
 from research import main  # noqa: E402
 

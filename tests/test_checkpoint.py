@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, cli_args, run_cli, tiny_config
-from research import UserError, checkpoint, metrics, train
+from research import UserError, checkpoint, experiment, metrics, train
 
 STEPS = 60
 FLAGS = [f"--config.num_train_steps={STEPS}", "--config.batch_size=32", "--config.steps_per_call=5",
@@ -32,7 +32,7 @@ def reference(mnist, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("reference")
   proc = subprocess.run(_cli(workdir), cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return workdir, json.load(open(workdir / "results.json")), train.load_model(str(workdir))[1]
+  return workdir, json.load(open(workdir / "results.json")), experiment.load_model(str(workdir))[1]
 
 
 def _numbers(results):
@@ -84,7 +84,7 @@ def test_killed_at_a_random_step_then_resumed_is_bit_identical(reference, tmp_pa
   assert results["train_seconds"] > seconds_before[str(restored)]
   tests = [m for m in metrics.read_jsonl(workdir / "metrics.jsonl") if m["split"] == "test"]
   assert tests[-1]["train_seconds"] == results["train_seconds"]
-  params = train.load_model(str(workdir))[1]
+  params = experiment.load_model(str(workdir))[1]
   for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(params)):
     assert np.array_equal(a, b)  # bitwise
 
@@ -153,7 +153,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(reference, tmp_pat
     for name in files:
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(0)
-  template = train.create_train_state(tiny_config("mlp"), train.models.create_model(
+  template = experiment.create_train_state(tiny_config("mlp"), train.models.create_model(
       tiny_config("mlp"), 10), (28, 28, 1), STEPS)
   with caplog.at_level("WARNING"):
     state, step = checkpoint.Checkpointer(str(workdir)).restore(template)

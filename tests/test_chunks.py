@@ -12,7 +12,7 @@ import pytest
 
 from conftest import tiny_config
 from configs import mnist_cnn, mnist_mlp
-from research import data, models, steps, train
+from research import data, experiment, models, steps, train
 
 
 def _fake_mnist(n=1024, seed=0):
@@ -30,7 +30,7 @@ def test_rolled_and_unrolled_chunks_train_the_same_params():
   c.mlp_hidden = (16,)
   ds = _fake_mnist()
   model = models.create_model(c, 10)
-  state = train.create_train_state(c, model, ds.image_shape, 100)
+  state = experiment.create_train_state(c, model, ds.image_shape, 100)
   step = steps.make_train_step()
   idx = np.random.default_rng(1).integers(0, len(ds.train_labels), (5, 8)).astype(np.int32)
   out = {}
@@ -72,14 +72,14 @@ def test_gpu_config_compiles_a_short_program_on_cpu():
   # Convolutions count the steps in a program: one formulation on every platform ('auto' runs
   # the CPU's first layer as a dot).
   config.conv_impl = one.conv_impl = "nn.Conv"
-  per_step = _convolutions(train.Program(one, ds, "cpu", 1), config.batch_size)
+  per_step = _convolutions(experiment.Program(one, ds, "cpu", 1), config.batch_size)
   assert per_step >= 5  # two forward convolutions, their gradients
 
-  cpu = train.Program(config, ds, "cpu", 1)
+  cpu = experiment.Program(config, ds, "cpu", 1)
   assert (cpu.steps_per_call, cpu.rolled) == (steps.CPU_MAX_STEPS_PER_CALL, False) == (10, False)
   assert _convolutions(cpu, config.batch_size) == 10 * per_step
 
-  gpu = train.Program(config, ds, "gpu", 1)
+  gpu = experiment.Program(config, ds, "gpu", 1)
   assert (gpu.steps_per_call, gpu.rolled) == (117, True)
   assert _convolutions(gpu, config.batch_size) == per_step  # the loop body, once
 

@@ -9,8 +9,11 @@ import optax
 import pytest
 
 from conftest import tiny_config
-from research import UserError, models, parallel, train
+from configs import common
+from research import UserError, experiment, models, parallel, train
 from research.cpu import convdot, fused
+
+IMPLS = common.CONV_IMPLS[1:]  # every formulation but 'auto'
 
 # Float32 formulations sum in another order than the float64 reference: rounding of sums of at
 # most a few thousand terms, ~sqrt(n) * 6e-8 of the summed magnitudes (the reasoning of
@@ -68,14 +71,14 @@ def test_layer_matches_nn_conv_forward_and_backward(impl, padding, strides, chan
     _close(g_params[name], r_params[name], impl, f"{name} gradient")
 
 
-@pytest.mark.parametrize("impl", models.CONV_IMPLS)
+@pytest.mark.parametrize("impl", IMPLS)
 def test_seed_cnn_step_gradients_match_float64_nn_conv(mnist, impl):
   # The whole seed CNN (both convs, pooling, the head) on real images, through the train step's
   # loss, with the compiler options the runs use.
   config = tiny_config("cnn", conv_impl=impl)
   model = models.create_model(config, 10)
-  assert model.conv_impl == impl
-  params = train.create_train_state(config, model, (28, 28, 1), 1).params
+  assert model.block.name == impl
+  params = experiment.create_train_state(config, model, (28, 28, 1), 1).params
   images = mnist.train_images[:32].astype(np.float32) / 255.0
   labels = mnist.train_labels[:32]
 
@@ -89,7 +92,7 @@ def test_seed_cnn_step_gradients_match_float64_nn_conv(mnist, impl):
                                 parallel.compiler_options(ynnpack_dots=impl == "im2col_bf16"))
   with jax.enable_x64(True):
     to64 = lambda t: jax.tree.map(lambda a: np.asarray(a, np.float64), t)
-    model64 = model.clone(dtype=np.float64, conv_impl="nn.Conv")
+    model64 = model.clone(dtype=np.float64, block=models.CONV)
     ref_value, ref_grads = loss_and_grads(model64, to64(params), to64(images))
     ref_value, ref_grads = float(ref_value), jax.tree.map(np.asarray, ref_grads)
   tol = NETWORK_TOLERANCE[impl]
@@ -106,14 +109,14 @@ def test_seed_cnn_step_gradients_match_float64_nn_conv(mnist, impl):
 def test_auto_picks_per_backend_and_the_run_records_it(mnist, tmp_path):
   config = tiny_config("cnn")
   assert config.conv_impl == "auto"
-  assert models.conv_impl(config, "cpu") == ("fused" if fused.available()[0] else "hybrid")
-  assert models.conv_impl(config, "tpu") == models.conv_impl(config, "gpu") == "nn.Conv"
+  assert models.conv_block(config, "cpu").name == ("fused" if fused.available()[0] else "hybrid")
+  assert models.conv_block(config, "tpu") == models.conv_block(config, "gpu") == models.CONV
   results = train.train_and_evaluate(tiny_config("cnn", num_train_steps=5), str(tmp_path / "run"))
-  assert results["conv_impl"] == models.conv_impl(config, jax.default_backend())
+  assert results["conv_impl"] == models.conv_block(config, jax.default_backend()).name
   assert results["cpu"]
   # A checkpoint of one formulation loads into the others: one parameter tree.
-  _, params, _ = train.load_model(str(tmp_path / "run"))
-  for impl in models.CONV_IMPLS:
+  _, params, _ = experiment.load_model(str(tmp_path / "run"))
+  for impl in IMPLS:
     other = models.create_model(tiny_config("cnn", conv_impl=impl), 10)
     assert other.apply({"params": params}, np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from research import UserError, data, train
+from research import UserError, data, experiment
 
 
 def test_real_mnist_splits(mnist):
@@ -37,18 +37,18 @@ def test_missing_data_offline_says_how_to_fix(tmp_path, monkeypatch):
 
 
 def test_batches_are_a_pure_function_of_seed_epoch_step():
-  a = train.batch_indices(seed=3, start=0, count=25, steps_per_epoch=10, n=105, batch_size=10)
-  b = train.batch_indices(seed=3, start=13, count=5, steps_per_epoch=10, n=105, batch_size=10)
+  a = experiment.batch_indices(seed=3, start=0, count=25, steps_per_epoch=10, n=105, batch_size=10)
+  b = experiment.batch_indices(seed=3, start=13, count=5, steps_per_epoch=10, n=105, batch_size=10)
   np.testing.assert_array_equal(a[13:18], b)  # resuming mid-epoch sees the same batches
   # Each epoch visits 100 distinct examples; epochs are shuffled differently.
   assert len(set(a[:10].ravel())) == 100 and len(set(a[10:20].ravel())) == 100
   assert not np.array_equal(a[:10], a[10:20])
-  c = train.batch_indices(seed=4, start=0, count=10, steps_per_epoch=10, n=105, batch_size=10)
+  c = experiment.batch_indices(seed=4, start=0, count=10, steps_per_epoch=10, n=105, batch_size=10)
   assert not np.array_equal(a[:10], c)
 
 
 def test_eval_indices_count_every_example_once():
-  idx, mask = train.eval_indices(10_001, 1000)
+  idx, mask = experiment.eval_indices(10_001, 1000)
   assert idx.shape == mask.shape == (11, 1000)
   assert mask.sum() == 10_001
   assert sorted(idx[mask == 1].tolist()) == list(range(10_001))

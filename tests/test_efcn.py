@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_config
-from research import UserError, equivalence, train
+from research import UserError, equivalence, experiment, train
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
@@ -42,8 +42,8 @@ def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
   # init_from: the eFCN's initial params are the CNN's checkpoint at epoch 1, mapped exactly,
   # and compute the same logits on real test images.
   workdir = {m: w for m, w in zip(frame["model"], frame["workdir"])}
-  cnn, cnn_params, cnn_config = train.load_model(workdir["cnn"], 20)  # 20 steps = 1 epoch
-  fcn, fcn_params, _ = train.load_model(workdir["efcn-t1"], 0)
+  cnn, cnn_params, cnn_config = experiment.load_model(workdir["cnn"], 20)  # 20 steps = 1 epoch
+  fcn, fcn_params, _ = experiment.load_model(workdir["efcn-t1"], 0)
   _, mapped = equivalence.cnn_to_fcn(cnn, cnn_params, (28, 28, 1))
   jax.tree.map(np.testing.assert_array_equal, fcn_params, mapped)
   x = mnist.test_images[:500].astype(np.float32) / 255.0

@@ -122,7 +122,8 @@ def test_cnn_to_fcn_computes_the_same_logits(features, kernel, padding, strides,
                                              dense, shape):
   from research import models
   cnn = models.CNN(features=features, kernel_size=kernel, padding=padding, strides=strides,
-                   pool=pool, local=local, dense=dense, num_classes=10)
+                   pool=pool, block=models.LOCAL if local else models.CONV, dense=dense,
+                   num_classes=10)
   x = jax.random.uniform(jax.random.PRNGKey(0), (5,) + shape)
   params = cnn.init(jax.random.PRNGKey(1), x)["params"]
   fcn, fcn_params = equivalence.cnn_to_fcn(cnn, params, shape)

@@ -5,11 +5,11 @@ import numpy as np
 import optax
 
 from conftest import tiny_config
-from research import models, parallel, train
+from research import experiment, models, parallel, train
 
 
 def _params(workdir):
-  return train.load_model(str(workdir))[1]
+  return experiment.load_model(str(workdir))[1]
 
 
 # The fused program is the same math as one step per call, but XLA may fuse and order its sums
@@ -66,7 +66,7 @@ def test_eigen_and_ynnpack_kernels_compute_the_same_cnn_gradients(mnist):
   # wrong kernel (a wrong stride, layout or transpose) is off by O(1).
   config = tiny_config("cnn")
   model = models.create_model(config, 10)
-  params = train.create_train_state(config, model, (28, 28, 1), 1).params
+  params = experiment.create_train_state(config, model, (28, 28, 1), 1).params
   images = mnist.train_images[:32].astype(np.float32) / 255.0
   labels = mnist.train_labels[:32]
   eigen = _loss_and_grads(model, params, images, labels, parallel.compiler_options())

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from research import UserError, models, train
-from research.cpu import fused
+from research import UserError, experiment, models
+from research.cpu import build, fused
 
 # A C++ compiler is what the kernel needs from the machine; where there is one, a failed build is
 # a failure of the project, not a reason to skip.
@@ -105,7 +105,7 @@ def test_conv_matches_float64_reference(channels, features, padding, size, batch
 def test_the_seed_cnn_runs_its_layers_as_kernels_where_tuned():
   model = models.create_model(tiny_config("cnn", conv_impl="fused"), 10)
   images = np.zeros((2, 28, 28, 1), np.float32)
-  params = train.create_train_state(tiny_config("cnn"), model, (28, 28, 1), 1).params
+  params = experiment.create_train_state(tiny_config("cnn"), model, (28, 28, 1), 1).params
   loss = lambda p: model.apply({"params": p}, images).sum()
   hlo = jax.jit(jax.grad(loss)).lower(params).as_text()
   # 28x28x1 -> 32 with its relu and pool as one kernel; 13x13x32 -> 64 as conv2d.cc's on an
@@ -124,31 +124,46 @@ def test_the_seed_cnn_runs_its_layers_as_kernels_where_tuned():
 def test_auto_uses_fused_on_cpu_and_falls_back_saying_why(monkeypatch):
   config = tiny_config("cnn")
   assert fused.available() == (True, "")
-  assert models.conv_impl(config, "cpu") == "fused"
-  assert models.conv_impl(config, "gpu") == models.conv_impl(config, "tpu") == "nn.Conv"
+  assert models.conv_block(config, "cpu").name == "fused"
+  assert models.conv_block(config, "gpu") == models.conv_block(config, "tpu") == models.CONV
   # jit over several devices would run the kernel's calls whole on each; pmap splits the batch.
-  assert models.conv_impl(tiny_config("cnn", parallelism="jit"), "cpu", 8) == "hybrid"
-  assert models.conv_impl(tiny_config("cnn", parallelism="pmap"), "cpu", 8) == "fused"
+  assert models.conv_block(tiny_config("cnn", parallelism="jit"), "cpu", 8).name == "hybrid"
+  assert models.conv_block(tiny_config("cnn", parallelism="pmap"), "cpu", 8).name == "fused"
   with pytest.raises(UserError, match="XLA:CPU kernel .* the backend is tpu"):
-    models.conv_impl(tiny_config("cnn", conv_impl="fused"), "tpu")
-  monkeypatch.setattr(fused, "_library", lambda: (None, "no C++ compiler (test)"))
-  assert models.conv_impl(config, "cpu") == "hybrid"
+    models.conv_block(tiny_config("cnn", conv_impl="fused"), "tpu")
+  monkeypatch.setattr(build, "library", lambda source: (None, "no C++ compiler (test)"))
+  assert models.conv_block(config, "cpu").name == "hybrid"
   with pytest.raises(UserError, match=r"cannot run here: no C\+\+ compiler \(test\)"):
-    models.conv_impl(tiny_config("cnn", conv_impl="fused"), "cpu")
+    models.conv_block(tiny_config("cnn", conv_impl="fused"), "cpu")
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
   monkeypatch.setenv("RESEARCH_KERNEL_CACHE", str(tmp_path / "cache"))
-  # the build's mechanics on the smallest source (every other test builds them all)
-  monkeypatch.setattr(fused, "SOURCES", tuple(
-      s for s in fused.SOURCES if os.path.basename(s) == "relu_pool.cc"))
-  assert len(fused.SOURCES) == 1
+  # the build's mechanics on the smallest source (every other test uses the shared cache)
+  path = build.library_path("relu_pool.cc")
+  assert os.path.dirname(path) == str(tmp_path / "cache")
   with pytest.raises(RuntimeError, match="failed"):
-    fused._build(shutil.which("false"))
+    build._compile(shutil.which("false"), "relu_pool.cc", path)
   assert os.listdir(tmp_path / "cache") == []
-  path = fused._build(os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++"))
+  build._compile(os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++"),
+                 "relu_pool.cc", path)
   assert os.listdir(tmp_path / "cache") == [os.path.basename(path)]
-  assert fused._build("/nonexistent/compiler") == path  # cached: no compiler needed again
+  build._compile("/nonexistent/compiler", "relu_pool.cc", path)  # built: no compiler needed again
+  assert os.listdir(tmp_path / "cache") == [os.path.basename(path)]
+
+
+def test_a_failed_kernel_disables_only_itself(monkeypatch):
+  real = build.library
+  monkeypatch.setattr(build, "library", lambda source: (
+      (None, "building conv2d.cc: failed (test)") if source == "conv2d.cc" else real(source)))
+  assert build.available() == (True, "building conv2d.cc: failed (test)")
+  model = models.create_model(tiny_config("cnn", conv_impl="fused"), 10)
+  params = experiment.create_train_state(tiny_config("cnn"), model, (28, 28, 1), 1).params
+  hlo = jax.jit(lambda p: model.apply({"params": p}, np.zeros((2, 28, 28, 1), np.float32))).lower(
+      params).as_text()
+  assert hlo.count("research_ConvReluPoolForward") == 1  # the first layer's kernel still runs
+  assert "research_Conv2dForward" not in hlo and "convolution(" in hlo  # the second: hybrid
+  assert hlo.count("research_ReluPoolForward") == 1
 
 
 @pytest.mark.parametrize("shape,pool", [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import cli_args, report, tiny_config
-from research import train
+from research import experiment, train
 
 # The flavours sum the same gradients in a different order (per-device partial sums, then an
 # all-reduce), so they differ by float32 rounding only: ~1e-7 of a gradient's scale per step.
@@ -28,7 +28,7 @@ def _run(tmp_path, parallelism, model="mlp", **kw):
   cfg = tiny_config(model, parallelism=parallelism, batch_size=64, num_train_steps=30,
                     eval_train=model == "mlp", optimizer="sgd", learning_rate=0.05, **kw)
   results = train.train_and_evaluate(cfg, str(workdir))
-  _, params, _ = train.load_model(str(workdir))
+  _, params, _ = experiment.load_model(str(workdir))
   return results, params
 
 

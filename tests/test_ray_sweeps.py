@@ -21,7 +21,7 @@ import pytest
 
 from conftest import ROOT
 from research.sweeps import executors, grid, cli as sweep
-from research import metrics, train
+from research import experiment, metrics
 
 SMOKE = os.path.join(ROOT, "configs/sweeps/smoke.py")
 NUMBERS = ("test_accuracy", "test_loss", "steps", "num_params")
@@ -143,8 +143,8 @@ def test_a_killed_worker_is_retried_and_the_run_resumes_to_the_same_result(ray_c
   assert len(_headers(workdir)) == 2  # the killed attempt and Ray's retry
   reference = executors.run_one(run, str(tmp_path / "inline"))  # uninterrupted, in this process
   assert _numbers(outcome) == _numbers(reference)
-  ref_params = train.load_model(os.path.join(tmp_path, "inline", run.name))[1]
-  for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(train.load_model(workdir)[1])):
+  ref_params = experiment.load_model(os.path.join(tmp_path, "inline", run.name))[1]
+  for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(experiment.load_model(workdir)[1])):
     assert np.array_equal(a, b)
   steps = [m["step"] for m in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
            if m["split"] == "train"]

@@ -22,8 +22,8 @@ class Evaluator:
   def _load(self):
     """Restores the params and compiles the scoring function (only for uncached evals)."""
     import jax
-    from research import steps, train
-    self.model, self.params, _ = train.load_model(self.workdir)
+    from research import experiment, steps
+    self.model, self.params, _ = experiment.load_model(self.workdir)
     model = self.model
 
     @jax.jit

@@ -3,7 +3,7 @@
   python -m research.tpu.preflight --config=configs/mnist_cnn.py:tpu --topology=v5e-8
 
 No TPU is needed: libtpu's compiler runs on this machine against a description of the slice
-(jax.experimental.topologies). The program is the one training runs: train.Program builds the
+(jax.experimental.topologies). The program is the one training runs: experiment.Program builds the
 model, optimizer, train chunk and eval step, research/parallel.py's runner (jit over a mesh of
 the slice's chips, or pmap) places them, and only the arguments are abstract (ShapeDtypeStruct).
 Prints a table, then one JSON line (the last line of stdout): chips, hosts, batch per chip,
@@ -100,7 +100,7 @@ def preflight(config, topology: str) -> dict:
   import jax
   import numpy as np
 
-  from research import data, train, transforms
+  from research import data, experiment, transforms
 
   # libtpu's warnings about TPU_* environment variables, TensorFlow's start-up lines: kept out of
   # sight unless something fails unexpectedly.
@@ -109,9 +109,9 @@ def preflight(config, topology: str) -> dict:
     chips = len(devices)
     hosts = len({d.process_index for d in devices})
     num_devices = 1 if config.parallelism == "single" else chips
-    train.validate(config, num_devices, hosts)  # the batch splits over the chips
+    experiment.validate(config, num_devices, hosts)  # the batch splits over the chips
     ds = transforms.apply(config, data.load_dataset(config))
-    program = train.Program(config, ds, "tpu", num_devices)
+    program = experiment.Program(config, ds, "tpu", num_devices)
     runner = program.make_runner(devices)
     state = program.abstract_state()
     data_ = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype)
