@@ -32,13 +32,15 @@ setup(
         "ray[default]>=2.60,<3",
     ],
     extras_require={
-        # xdist: scripts/test.sh runs the test files on two workers (most tests wait on
-        # single-threaded work: imports, compiles, child processes).
-        # nbclient, nbformat, ipykernel: tests/test_walkthrough.py executes docs/walkthrough.ipynb.
+        # The suite (scripts/test.sh): xdist runs the test files on two workers; nbclient,
+        # nbformat and ipykernel execute docs/walkthrough.ipynb.
         "test": ["pytest>=8", "pytest-xdist>=3.5,<4", "nbclient>=0.10,<0.12", "nbformat>=5.9,<6",
                  "ipykernel>=6.29,<8"],
-        # TPU VMs (scripts/launch_tpu.py installs it there). On a CPU box scripts/env.sh puts
-        # libtpu in a folder of its own for the preflight instead (see research/tpu/preflight.py).
+        # TPU VMs (scripts/launch_tpu.py installs it there). On a CPU machine the preflight's
+        # own step installs the TPU compiler instead: python -m research.tpu.preflight
+        # --install_compiler.
         "tpu": ["jax[tpu]>=0.10,<0.12"],
+        # scripts/benchmark.py's peer: the seeds' Keras models (Keras 3 on TensorFlow).
+        "keras": ["keras>=3,<4"],
     },
 )

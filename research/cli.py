@@ -3,6 +3,7 @@
 A bad flag, config file or `--config.FIELD` override becomes one `error: ...` line on stderr and
 exit status 2, not a traceback; `fail` is also how the entry points end on any other error.
 """
+import ast
 import os
 import sys
 
@@ -21,7 +22,17 @@ def parse_flags(argv):
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     message = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
   except (AttributeError, KeyError) as e:  # ml_collections: an override of an unknown field
-    message = f"unknown config field {str(e).strip(chr(34))} (`python -m research.main --config=FILE --show_config` lists them)"
+    text = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    while len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a repr, maybe nested
+      try:
+        text = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        break
+    lines = [l.strip().strip("'\"") for l in text.splitlines() if l.strip()]
+    message = f"unknown config field {lines[0] if lines else text!r}"
+    if len(lines) > 1:
+      message += f" ({lines[-1].rstrip('?')}?)"
+    message += "; --show_config lists them"
   except (OSError, ValueError, TypeError, SyntaxError, ImportError) as e:  # config file problems
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     message = f"cannot load --config: {' '.join(lines[-2:]) if lines else type(e).__name__}"

@@ -172,8 +172,9 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
         writer.write("train", step, {**summary, "steps_per_second": rate})
         eta = f"ETA {(total - step) / max(rate, 1e-9):.0f}s" if steps_at_log > start_step else (
             "ETA after the next log")  # this window's rate includes compilation
-        logging.info("step %d/%d  loss %.4f  acc %.4f  %.1f steps/s  %s", step, total,
-                     summary["loss"], summary["accuracy"], rate, eta)
+        logging.info("step %d/%d  loss %.4f  acc %.4f  %.1f steps/s  %.0f images/s  %s", step,
+                     total, summary["loss"], summary["accuracy"], rate, rate * config.batch_size,
+                     eta)
         window, t_log, steps_at_log = [], now, step
       epoch_done = step % steps_per_epoch == 0 and config.eval_every_epochs > 0 and (
           (step // steps_per_epoch) % config.eval_every_epochs == 0)

@@ -1,5 +1,6 @@
 """TPU preflight: compile a config's exact train chunk and eval step for a TPU slice, here.
 
+  python -m research.tpu.preflight --install_compiler      # once: libtpu, ~700 MB
   python -m research.tpu.preflight --config=configs/mnist_cnn.py:tpu --topology=v5e-8
 
 No TPU is needed: libtpu's compiler runs on this machine against a description of the slice
@@ -32,7 +33,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variants]).",
                                 lock_config=True)
 flags.DEFINE_string("topology", None, "TPU slice: v4-8, v4-16, v4-32, v5e-4, v5e-8 (= v5litepod-8), "
-                    "v5e-16, v6e-8.", required=True)
+                    "v5e-16, v6e-8.")
+flags.DEFINE_bool("install_compiler", False, "Install the TPU compiler (the libtpu that jax[tpu] "
+                  "pins for the installed jax) into the venv's tpu-compiler folder, then exit "
+                  "(or go on with --config and --topology).")
 
 
 @contextlib.contextmanager
@@ -191,6 +195,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines about reading the dataset
   try:
+    if FLAGS.install_compiler:
+      print(tpu.install_libtpu(), flush=True)
+      if FLAGS.config is None and FLAGS.topology is None:
+        return
+    if FLAGS.config is None or FLAGS.topology is None:
+      raise UserError("give --config=FILE[:variants] and --topology=SLICE (e.g. v5e-8)")
     report = preflight(FLAGS.config, FLAGS.topology)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)

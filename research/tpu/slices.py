@@ -49,9 +49,9 @@ def resolve_topology(name: str) -> tuple[str, tuple]:
 
 def _install_hint() -> str:
   import jax
-  return (f"libtpu is not installed: run `source scripts/env.sh` (installs it into {LIBTPU_DIR}), "
-          f"or `pip install --target {LIBTPU_DIR} --no-deps '{_libtpu_requirement()}'`, "
-          f"or on a TPU VM `pip install 'jax[tpu]=={jax.__version__}'`")
+  return (f"libtpu is not installed: run `python -m research.tpu.preflight --install_compiler` "
+          f"(installs {_libtpu_requirement()} into {LIBTPU_DIR}), or on a TPU VM "
+          f"`pip install 'jax[tpu]=={jax.__version__}'`")
 
 
 def _libtpu_requirement() -> str:
@@ -61,6 +61,26 @@ def _libtpu_requirement() -> str:
     if req.startswith("libtpu") and "tpu" in req.split(";")[-1]:
       return req.split(";")[0].strip()
   return "libtpu"
+
+
+def install_libtpu() -> str:
+  """Installs the libtpu that jax[tpu] pins into LIBTPU_DIR (its own folder: importable from
+  site-packages it would make every JAX program on a CPU machine probe for a TPU at start).
+  Returns one line saying what is there; UserError when pip fails."""
+  import subprocess
+  requirement = _libtpu_requirement()
+  stamp = os.path.join(LIBTPU_DIR, ".requirement")
+  if libtpu_installed() and os.path.isfile(stamp) and open(stamp).read().strip() == requirement:
+    return f"TPU compiler: {requirement} already in {LIBTPU_DIR}"
+  proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                         "--disable-pip-version-check", "--upgrade", "--target", LIBTPU_DIR,
+                         "--no-deps", requirement], capture_output=True, text=True)
+  if proc.returncode != 0:
+    lines = [l for l in proc.stderr.splitlines() if l.strip() and "WARNING" not in l]
+    raise UserError(f"pip could not install {requirement}: {lines[-1] if lines else proc.returncode}")
+  with open(stamp, "w") as f:
+    f.write(requirement + "\n")
+  return f"TPU compiler: {requirement} installed in {LIBTPU_DIR}"
 
 
 def ensure_libtpu() -> None:
