@@ -42,19 +42,13 @@ def parse_flags(argv):
 def fail(message: str, code: int = 2):
   """`error: MESSAGE` as the last line on stderr, then exit with `code` at once.
 
-  Background threads can still be failing when an error reaches here: a checkpoint that ran out
-  of disk leaves orbax's and tensorstore's writers printing tracebacks ("Event loop is closed")
-  for a few more milliseconds, and one of them landed after the error line in a CI run. So
-  stderr (fd 2) is pointed at /dev/null first and the line goes to a copy of the real one:
-  nothing those threads print from then on can follow it. sys.stderr is not flushed first: it
-  is line-buffered, so all it can hold is the start of another thread's line (seen: a
-  traceback's last line glued to the front of the error line), which now goes to /dev/null.
-
-  os._exit, not sys.exit: a save that failed can leave orbax's signalling threads (not daemons)
-  waiting for a signal that never comes, and the interpreter's exit would join them forever
-  (seen: a run whose own files filled the disk during a checkpoint hung at exit); in a
-  multi-process run, jax.distributed's exit barrier would wait for peers. What the run wrote is
-  already flushed (metrics after every line, checkpoints only once committed).
+  Background threads can still be failing when an error reaches here (orbax's and
+  tensorstore's writers after a checkpoint ran out of disk), so fd 2 is pointed at /dev/null
+  first and the line goes to a copy of the real one: nothing they print can follow it.
+  os._exit, not sys.exit: a failed save can leave orbax's signalling threads (not daemons)
+  waiting forever, and the interpreter's exit would join them; in a multi-process run,
+  jax.distributed's exit barrier would wait for peers. What the run wrote is already flushed
+  (metrics after every line, checkpoints only once committed).
   """
   sys.stdout.flush()
   real_stderr = os.dup(2)

@@ -21,14 +21,14 @@ from research import UserError
 AXIS = "data"
 FLAVOURS = ("jit", "pmap", "single")
 
-# XLA:CPU hands convolutions (and their gradients) to YNNPACK by default. For this project's small
-# convolutions Eigen's kernels make the train step 1.4-2.6x faster (README, performance), so jitted
-# steps on CPU turn YNNPACK off unless `config.xla_cpu_ynnpack` is set. A per-compile option,
-# probed once: jaxlib versions without it compile as usual.
+# XLA:CPU hands convolutions (and their gradients) to YNNPACK by default; jitted steps on CPU
+# use Eigen's kernels instead unless `config.xla_cpu_ynnpack` is set (scripts/profile_step.py
+# times both; docs/performance.md). A per-compile option, probed once: jaxlib versions without it
+# compile as usual.
 _YNNPACK_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
 # YNNPACK for dots only (Eigen keeps the convolutions): its kernels run bfloat16 x bfloat16 ->
-# float32 dots on AVX-512 BF16 / AMX at 944 GFLOP/s here (the seed CNN's second conv as a dot)
-# where Eigen's cannot; conv_impl='im2col_bf16' asks for it (research/cpu/convdot.py).
+# float32 dots on AVX-512 BF16 / AMX, where Eigen's cannot; conv_impl='im2col_bf16' asks for it
+# (research/cpu/convdot.py).
 _YNNPACK_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 

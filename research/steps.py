@@ -83,21 +83,13 @@ def make_train_chunk(train_step, steps_per_call, rolled=False):
 
 
 # How a chunk of `steps_per_call` steps is compiled, per backend: the one place that decides.
-# Measured with jax 0.10.2 (seed CNN; README, performance; scripts/profile_step.py):
-# - XLA:CPU runs a train step 5-15x slower in the body of a rolled loop than as straight-line
-#   code (10 steps of batch 128: 642.7 vs 43.5 ms per step), and blocks of 10 unrolled steps
-#   inside a loop are worse still (2 blocks of 10, batch 128: 34.5 s to compile, 4.8 s per
-#   step). But straight-line code compiles in time that grows with its length: `:gpu`'s 117
-#   unrolled steps of batch 512 took 296 s (issue 13) and 730.6 s (here, on a loaded box) to
-#   compile; 10 of them compile and run in 12.2 s, then 212 ms per step. So on CPU a chunk is
-#   at most CPU_MAX_STEPS_PER_CALL straight-line steps: a longer `steps_per_call` runs as several
-#   calls of that program (the same steps on the same batches, grouped differently: equal to
-#   float32 rounding, tests/test_fast_paths.py), and the default steps_per_call=10 compiles the
-#   very program it compiled before (the same StableHLO, so bit-identical results).
-# - libtpu compiles a rolled `lax.scan` of 10 CNN steps as fast as one step (issue 13, v5e-8:
-#   7.9 s vs 7.9 s; v4-32: 3.1 s vs 3.0 s) and 10 unrolled steps 5x slower (38.6 s; 14.1 s).
-#   On GPU the rolled loop is the usual choice too (not measured here: no GPU on this box).
-#   There the whole chunk is one rolled loop.
+# - CPU: straight-line (unrolled) steps, at most CPU_MAX_STEPS_PER_CALL in one program. XLA:CPU
+#   can run a step in a rolled loop's body several times slower than as straight-line code, and
+#   straight-line code compiles in time that grows with its length, so a longer
+#   `steps_per_call` runs as several calls of the 10-step program (the same steps on the same
+#   batches, grouped differently: equal to float32 rounding, tests/test_fast_paths.py).
+# - TPU and GPU: the whole chunk as one rolled `lax.scan`, which libtpu compiles about as fast as
+#   one step (research/tpu/preflight.py reports compile times for a slice).
 CPU_MAX_STEPS_PER_CALL = 10
 
 

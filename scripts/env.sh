@@ -13,7 +13,7 @@ if [ ! -f "$VENV/.installed" ] || [ "$ROOT/setup.py" -nt "$VENV/.installed" ]; t
   echo "installing the project into $VENV (a few minutes the first time)" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip 2>/dev/null
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT[${EXTRAS:-test}]" 2>&1 \
-    | grep -vE "^WARNING: Location|BuildBackendWarning|^ *(!!|\*+)?$|careful with folders|take precedence during imports|WheelFile\(wheel_path" >&2
+    | grep -vE "^WARNING: Location|BuildBackendWarning|^ *(!!|\*+)?$|careful with folders|take precedence during imports|WheelFile\(wheel_path" >&2 || true
   "$VENV/bin/python" -c "import research, configs, jax, flax, tensorflow_datasets" \
     || _env_fail "installing the project into $VENV failed (see above)" || return 1
   touch "$VENV/.installed"

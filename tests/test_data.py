@@ -146,7 +146,7 @@ def _is_fashion(ds):
 
 
 def test_fashion_mnist_after_mnist_in_one_data_dir(mnist):
-  # The session's data dir, where the `mnist` fixture prepared MNIST first: Fashion-MNIST's
+  # The test run's data dir, where the `mnist` fixture prepared MNIST first: Fashion-MNIST's
   # archives have the same file names, and it must still come out as Fashion-MNIST.
   if not os.path.isdir(data.manual_dir(os.environ["TFDS_DATA_DIR"], "fashion_mnist")):
     pytest.skip("Fashion-MNIST archives not staged (scripts/env.sh stages them)")

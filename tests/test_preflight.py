@@ -127,7 +127,7 @@ def test_unknown_topology_is_one_line():
 
 @needs_libtpu
 def test_libtpu_stays_out_of_other_jax_programs():
-  # env.sh installs libtpu aside: plain JAX on this box neither sees it nor warns about TPU_*.
+  # libtpu lives in its own folder: plain JAX on a CPU machine neither sees it nor warns about TPU_*.
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   proc = subprocess.run([sys.executable, "-c", "import jax; print(jax.devices()[0].platform)"],
                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)

@@ -1,12 +1,10 @@
 """Formulations of nn.Conv's 2-D convolution layer: the same parameters, the same math.
-
-`config.conv_impl` picks one (research/models.conv_impl: 'auto' on CPU is `fused`, which runs a
-first layer's conv, relu and pool as one kernel and the second's convolution as another
-(research/cpu/fused.py), and `hybrid` for any layer they do not fit):
+`config.conv_impl` picks one (research/cpu/__init__.py; 'auto' on CPU is `fused`, research/cpu/
+fused.py, which falls back to `hybrid` for a layer its kernels do not fit):
 
   xla          lax.conv_general_dilated (XLA:CPU runs it with Eigen's kernels), the bias added by
                `bias_add`, whose gradient is one matvec: nn.Conv's is a sum over N, H and W that
-               XLA:CPU splits into reduce-window ops, 4.8 ms of a 20.5 ms seed CNN step here.
+               XLA:CPU splits into slower reduce-window ops.
   im2col       `conv2d`: a convolution *is* a dense matmul on patches (research/equivalence.py).
                The patches come from k*k strided slices of the input and one dot makes the output;
                its `custom_vjp` gives the backward the same form: the kernel's gradient is
@@ -14,37 +12,15 @@ first layer's conv, relu and pool as one kernel and the second's convolution as 
                transpose of the slicing (pads and adds).
   im2col_bf16  `conv2d` with bfloat16 dot operands, float32 accumulation and float32 results
                (`preferred_element_type`); the steps then compile with YNNPACK for dots
-               (research/parallel.py), whose AVX-512 BF16 / AMX kernels run them far faster than
-               float32. Parameters, activations, gradients and Adam stay float32.
+               (research/parallel.py), which runs them on AVX-512 BF16 / AMX. Parameters,
+               activations, gradients and Adam stay float32.
   hybrid       per layer: `im2col` where the input has at most HYBRID_IM2COL_CHANNELS channels
                (the seed CNN's first layer), `xla` elsewhere. Eigen's convolution runs a
-               one-channel input at a small fraction of its rate for 32 channels, and that is
-               where patches are cheapest to build (k*k values a position).
+               one-channel input far below its rate for many channels, and that is where patches
+               are cheapest to build (k*k values a position).
 
-What each costs on the CPU at hand is in the benchmark (scripts/benchmark.py prints a row per
-formulation; README "Performance"). On the Sapphire Rapids box of issue 16 the dots of im2col
-ran at the machine's matmul rate (the second conv's forward: 274 GFLOP/s in float32, 944 in
-bfloat16, against 234 for Eigen's convolution), but XLA:CPU materializes each slice of the
-patches, their concatenation and the fold in separate passes over memory, which cost more than
-the dots save: im2col 24-28 ms a step, im2col_bf16 19-23 ms, xla 17-18 ms, nn.Conv 20.5 ms.
-Per layer it splits (the same box, nothing else running, one step a call, min of 20): the first
-layer (28x28x1 -> 32) with its pool took 2.26 ms forward and 5.71 ms forward + kernel gradient
-with Eigen (12 GFLOP/s for the convolution alone), 1.36 and 3.65 ms as im2col; the second
-(13x13x32 -> 64) took 2.36 ms forward (242 GFLOP/s), 3.85 ms input and 4.47 ms kernel gradient
-with Eigen, while building its patches alone took 4.35 ms. Whole steps in one run: xla 19.4-22
-ms, hybrid 16.7-17.2 ms; im2col in the second layer, its backward as dots or a sum of nine
-shifted dots, and oneDNN's dot fusion (`xla_cpu_experimental_onednn_fusion_type`; this jaxlib
-has no oneDNN convolutions) all came out slower. Alone, the second layer's pieces look better:
-patches by one gather take 0.64 ms (float32; 0.44 bfloat16) against 4.0 for the concatenation,
-and its input gradient as bf16 dots plus the fold 1.4 ms against Eigen's 4.1; but inside the
-10-step chunk XLA:CPU fuses the producers into the dots' operands, and with the gather, an
-Eigen/dot split of the backward or optimization barriers around the dots' operands the step
-was 19.6-30.9 ms against 19.3-20.0 for hybrid and xla in the same run. Patches built by a C++
-FFI kernel (XLA cannot fuse into a custom call) were no better for the second layer: in rows XLA
-transposed them for the kernel gradient's dot (2 x 2.1 ms a step), as [k*k*C, N*Ho*Wo] the copy
-went away but the step was still 18.3 ms against xla's 14.6 in one run; for the first layer the
-transposed patches beat the concatenation (13.5 against 14.1 ms), and research/cpu/fused.py's
-kernel, which also fuses the bias, relu and pool, beats both.
+What each costs on the CPU at hand: scripts/benchmark.py (a row per formulation) and
+scripts/profile_step.py (per layer); docs/performance.md.
 """
 import functools
 
