@@ -179,6 +179,7 @@ class Program:
   def __init__(self, config, ds: data.Dataset, platform: str, num_devices: int):
     self.config = config
     self.image_shape = ds.image_shape
+    models.check_input(config, ds.image_shape)
     # The conv block for this machine, chosen once; results.json records its name (for models
     # without convolutions: what a CNN would have used).
     self.block = models.conv_block(config, platform, num_devices)

@@ -239,6 +239,24 @@ def check_config(config) -> None:
     raise UserError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
 
 
+def check_input(config, image_shape) -> None:
+  """Raises UserError when `config`'s CNN layers do not fit images of `image_shape` (H, W, C):
+  every conv must see at least its kernel and every pool its window."""
+  if config.model not in ("cnn", "lcn", "fcn"):
+    return
+  h, w = int(image_shape[0]), int(image_shape[1])
+  for i, _ in enumerate(config.cnn_features):
+    k = config.cnn_kernel
+    h, w = h - k + 1, w - k + 1  # VALID, stride 1: what the configs build
+    if min(h, w) < 1 or min(h, w) // config.cnn_pool < 1:
+      shape = "x".join(map(str, image_shape))
+      hint = " (a sequence: model 'cnn1d' convolves along it)" if 1 in tuple(image_shape)[:2] else ""
+      raise UserError(f"model {config.model!r} does not fit {config.dataset}'s {shape} inputs"
+                      f"{hint}: its layer {i} ({k}x{k} conv, then pool {config.cnn_pool}) "
+                      f"needs a larger map; use fewer cnn_features or a smaller cnn_kernel")
+    h, w = h // config.cnn_pool, w // config.cnn_pool
+
+
 def create_model(config, num_classes: int, block=None) -> nn.Module:
   """The model named by `config.model`, built from the config's width fields; a CNN computes
   its conv layers with `block` (default: `conv_block(config)`, this machine's choice for one

@@ -1,11 +1,13 @@
 """End-to-end: a short real training run, determinism, outputs, the CLI and its bad inputs."""
 import json
+import re
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_config
+from conftest import ROOT, run_cli, tiny_config
 from research import metrics, train
 
 
@@ -121,8 +123,65 @@ def test_help_names_the_variants_and_how_to_list_the_fields():
   assert "(default: 'None')" not in text
   proc = run_cli(["--config=configs/mnist_cnn.py:gpu", "--show_config"])
   assert proc.returncode == 0, proc.stderr
-  fields = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
-  assert fields["batch_size"] == "512" and fields["model"] == "cnn" and "stall_timeout" in fields
+  fields = {line.split("=", 1)[0].strip(): line.split("=", 1)[1].split("  #")[0].strip()
+            for line in proc.stdout.splitlines() if "=" in line}
+  assert fields["batch_size"] == "512" and fields["model"] == "'cnn'" and "stall_timeout" in fields
+
+
+def test_show_config_describes_every_field_without_a_config():
+  from configs import common
+  proc = run_cli(["--show_config"])
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert [l.split()[0] for l in lines] == list(common.FIELDS)  # every field, once, in order
+  line = next(l for l in lines if l.startswith("random_labels "))
+  assert "0.0" in line and "fraction of training labels" in line and "[in [0, 1]]" in line
+
+
+@pytest.mark.parametrize("override, message", [
+    ("num_epochs=-3", "num_epochs must be an int > 0; got -3"),
+    ("num_train_steps=-5", "num_train_steps must be -1 (use num_epochs) or > 0; got -5"),
+    ("random_labels=1.5", "random_labels must be in [0, 1]; got 1.5"),
+    ("learning_rate=0.0", "learning_rate must be > 0; got 0.0"),
+    ("conv_impl='fft'", "conv_impl must be one of auto, nn.Conv"),
+    ("lr_schedule='linear'", "lr_schedule must be one of constant, cosine"),
+])
+def test_every_field_is_checked_against_its_valid_values(override, message):
+  from configs import common, mnist_cnn
+  common.check(mnist_cnn.get_config())  # the shipped configs are valid
+  c = mnist_cnn.get_config()
+  name, value = override.split("=", 1)
+  c[name] = eval(value)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    common.check(c)
+
+
+def test_an_unknown_field_is_one_clean_line(tmp_path):
+  proc = run_cli(["--config=configs/mnist_cnn.py", "--config.lerning_rate=1",
+                  f"--workdir={tmp_path}/w"])
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      "error: unknown config field 'lerning_rate' (Did you mean \"learning_rate\" instead of "
+      "\"lerning_rate\"?); --show_config lists them"]
+
+
+def test_a_model_that_does_not_fit_the_data_is_one_line(tmp_path):
+  proc = run_cli(["--config=configs/mnist_cnn.py", "--config.dataset=mnist1d",
+                  f"--workdir={tmp_path}/w"])
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(
+      "error: model 'cnn' does not fit mnist1d's 1x40x1 inputs (a sequence: model 'cnn1d'"), lines
+  assert not (tmp_path / "w").exists()
+
+
+def test_sourcing_env_sh_leaves_the_shell_options_alone():
+  proc = subprocess.run(["bash", "-c", 'source scripts/env.sh >/dev/null 2>&1; echo "$-"; '
+                         'set -o | grep -E "^(errexit|nounset|pipefail) " | tr -s " \t" " "'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+  flags, *options = proc.stdout.splitlines()
+  assert "e" not in flags and "u" not in flags
+  assert sorted(options) == ["errexit off", "nounset off", "pipefail off"], options
 
 
 def test_workdir_that_is_a_file_is_refused_and_kept(tmp_path):
@@ -148,3 +207,11 @@ def test_debug_variant_logs_compiles_and_stops_on_nan_with_the_step(mnist, tmp_p
   assert "Compiling" in proc.stderr  # jax_log_compiles: every (re)compilation is logged
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("error: training diverged: loss is nan at step 2"), last
+
+
+def test_eval_reads_the_runs_own_config(mlp_run):
+  workdir, results = mlp_run
+  proc = run_cli(["--mode=eval", f"--workdir={workdir}"])  # no --config: WORKDIR/config.json
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  scored = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert scored["test_loss"] == results["test_loss"] and scored["step"] == results["steps"]
