@@ -16,7 +16,6 @@ input and kernel gradients) as Eigen and as `fused`'s kernels run them, and its 
 """
 import functools
 import os
-import sys
 import time
 
 
@@ -35,7 +34,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 128, "Examples per train step.")
 flags.DEFINE_integer("steps", 10, "Train steps per call in the multi-step rows.")
 flags.DEFINE_list("conv_impls", ["xla", "hybrid", "fused"], "config.conv_impl values compared "
-                  "(research/models.CONV_IMPLS); empty: none.")
+                  "(configs/common.CONV_IMPLS); empty: none.")
 
 
 def _time(fn, repeats=5):
@@ -74,7 +73,7 @@ def _formulations(images, labels, idx, k, opts):
     # The seed CNN's first block (its Conv_0 params) as a CNN of one block, whose Dense(10) head
     # (14 MFLOP each way at batch 128; the block's convolution: 50) gives the block a gradient.
     one = models.CNN(features=tuple(c.cnn_features[:1]), kernel_size=c.cnn_kernel,
-                     pool=c.cnn_pool, conv_impl=model.conv_impl)
+                     pool=c.cnn_pool, block=model.block)
     head = one.init(jax.random.PRNGKey(0), x)["params"]["Dense_0"]
     out = lambda conv, one=one, head=head: one.apply(
         {"params": {"Conv_0": conv, "Dense_0": head}}, x).sum()

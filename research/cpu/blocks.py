@@ -8,7 +8,6 @@
 """
 import dataclasses
 
-import flax.linen as nn
 
 from research import models
 from research.cpu import convdot, fused
