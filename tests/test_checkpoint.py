@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, cli_args, run_cli, tiny_config
-from research import UserError, checkpoint, experiment, metrics, train
+from research import UserError, checkpoint, experiment, metrics, models, train
 
 STEPS = 60
 FLAGS = [f"--config.num_train_steps={STEPS}", "--config.batch_size=32", "--config.steps_per_call=5",
@@ -153,7 +153,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(reference, tmp_pat
     for name in files:
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(0)
-  template = experiment.create_train_state(tiny_config("mlp"), train.models.create_model(
+  template = experiment.create_train_state(tiny_config("mlp"), models.create_model(
       tiny_config("mlp"), 10), (28, 28, 1), STEPS)
   with caplog.at_level("WARNING"):
     state, step = checkpoint.Checkpointer(str(workdir)).restore(template)

@@ -107,7 +107,7 @@ def test_preflight_refuses_a_model_beyond_hbm(results):
 
 def test_preflight_without_libtpu_says_how_to_install_it():
   # `import libtpu` fails in this process whatever is installed.
-  code = "import sys; sys.modules['libtpu'] = None; from research import preflight; preflight.run()"
+  code = "import sys; sys.modules['libtpu'] = None; from research.tpu import preflight; preflight.run()"
   proc = subprocess.run([sys.executable, "-c", code, "--config=configs/mnist_mlp.py:tpu",
                          "--topology=v5e-8"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2 and proc.stdout == ""
