@@ -4,7 +4,7 @@
 
 Runs `python -m research.sweeps` on the sweep with --executor=inline and with --executor=ray (a
 local Ray instance started by the sweep), each in a fresh runs_dir, alternating the order over
---repeats rounds (the box is shared: single timings are noisy). Reported: wall time of each,
+--repeats rounds (a shared machine gives noisy single timings). Reported: wall time of each,
 the ratio Ray/inline, Ray's start-up (ray.init, from the sweep's log), its overhead per run, the
 peak memory of the process tree (sum of RSS: driver, Ray's own processes, workers) and of Ray's
 own processes alone. Then an estimate on paper: the measured per-run times scheduled
@@ -23,6 +23,9 @@ import threading
 import time
 
 from absl import app, flags
+
+from research import machine
+from research.sweeps.progress import duration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -125,8 +128,8 @@ def main(argv):
   ray = [x for x in rounds if x["executor"] == "ray"]
   same = all(a["test_accuracy"] == b["test_accuracy"] for a in inline for b in ray)
   lines = [f"Sweep `{FLAGS.sweep}`: `python scripts/benchmark_sweep.py --sweep={FLAGS.sweep} "
-           f"--repeats={FLAGS.repeats}` ({os.cpu_count()} CPUs, shared with other jobs; rounds "
-           "alternate the order).", "",
+           f"--repeats={FLAGS.repeats}` on {os.cpu_count()} CPUs of {machine.cpu_name()}, shared "
+           "with other jobs; rounds alternate the order.", "",
            "| round | executor | wall s | runs | sum of run s | peak RSS of the tree MB | Ray's own "
            "processes MB | ray.init s |", "|---|---|---|---|---|---|---|---|"]
   for x in rounds:
@@ -148,7 +151,7 @@ def main(argv):
   start = _mean([x["ray_start_s"] for x in ray])
   fixed = _mean([a - b for a, b in zip(ray[-1]["run_seconds"], ray[-1]["train_seconds"])])
   lines += ["", "Estimate on paper (not measured): the per-run wall times measured above "
-            "(in their Ray workers, on this CPU box) scheduled longest-first, plus Ray's "
+            "(in their Ray workers, on the CPU above) scheduled longest-first, plus Ray's "
             "start-up; a GPU would shorten every run by a factor not measured here.", "",
             "| sweep | runs | here, 1 at a time | 8-GPU server (8 at a time) | 32-node cluster "
             "(32 at a time) |", "|---|---|---|---|---|"]
@@ -164,9 +167,9 @@ def main(argv):
     many = [t for t in groups for _ in range(50)]
     for label, durations in ((f"full study (`{FLAGS.study_csv}`)", full),
                              ("its 6 (model, condition) cells x 50 seeds", many)):
-      lines.append(f"| {label} | {len(durations)} | {_duration(sum(durations) + start)} | "
-                   f"{_duration(makespan(durations, 8) + start)} | "
-                   f"{_duration(makespan(durations, 32) + start)} |")
+      lines.append(f"| {label} | {len(durations)} | {duration(sum(durations) + start)} | "
+                   f"{duration(makespan(durations, 8) + start)} | "
+                   f"{duration(makespan(durations, 32) + start)} |")
     lines += ["", f"Full-study run times: its train_seconds plus {fixed:.1f} s per run of "
               "set-up outside the training loop (data, model, evaluation, checkpoints) measured "
               "above."]
@@ -176,10 +179,6 @@ def main(argv):
     f.write(text + "\n")
   with open(os.path.join(FLAGS.output_dir, "benchmark_sweep.json"), "w") as f:
     json.dump(rounds, f, indent=2)
-
-
-def _duration(seconds: float) -> str:
-  return f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min"
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
-"""The eFCN study (scripts/study_efcn.py): a CNN run mapped to its exact dense network through
+"""The eFCN study (research/studies/efcn.py): a CNN run mapped to its exact dense network through
 `init_from`, trained on, checkpointed and resumed like any run, on real MNIST."""
 import json
 import os
 import shutil
-import sys
 
 import jax
 import numpy as np
@@ -11,8 +10,6 @@ import pytest
 
 from conftest import ROOT, tiny_config
 from research import UserError, equivalence, experiment, train
-
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 
 def test_init_from_refuses_bad_sources(tmp_path):
@@ -26,11 +23,11 @@ def test_init_from_refuses_bad_sources(tmp_path):
 def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
   """configs/sweeps/efcn.py:quick: a CNN (Conv 4 -> Conv 8) on 1,280 MNIST images, its eFCN
   from switch points 0 and 1 epoch, and a dense net of the same shape from random init."""
-  import study_efcn
+  from research.studies import efcn as study
   out, runs_dir = str(tmp_path / "study"), str(tmp_path / "runs")
-  argv = ["--output_dir", out, "--runs_dir", runs_dir, "--executor=inline",
-          "--sweep", os.path.join(ROOT, "configs/sweeps/efcn.py:quick")]
-  frame, curves, diffs = study_efcn.main(argv)
+  arguments = dict(output_dir=out, runs_dir=runs_dir, executor="inline",
+                   sweep=os.path.join(ROOT, "configs/sweeps/efcn.py:quick"))
+  frame, curves, diffs = study.run(**arguments)
   assert sorted(frame["model"]) == ["cnn", "efcn-t0", "efcn-t1", "fcn"]
   by_model = frame.set_index("model")
   # The eFCN has the CNN's function with every weight free: many more parameters.
@@ -66,7 +63,7 @@ def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
   os.remove(os.path.join(run, "results.json"))
   shutil.rmtree(os.path.join(run, "checkpoints", "20"))
   capsys.readouterr()
-  frame2, _, _ = study_efcn.main(argv)
+  frame2, _, _ = study.run(**arguments)
   log = capsys.readouterr().out
   assert log.count(": done ") == 3 and log.count(": resumed ") == 1
   after = json.load(open(os.path.join(run, "results.json")))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from research.sweeps import executors, grid, cli as sweep
+from research.sweeps import executors, grid, one_run, cli as sweep
 from research import experiment, metrics
 
 SMOKE = os.path.join(ROOT, "configs/sweeps/smoke.py")
@@ -141,7 +141,7 @@ def test_a_killed_worker_is_retried_and_the_run_resumes_to_the_same_result(ray_c
   outcome = outcomes[run.name]
   assert outcome["status"] == "resumed" and outcome["pid"] != killed
   assert len(_headers(workdir)) == 2  # the killed attempt and Ray's retry
-  reference = executors.run_one(run, str(tmp_path / "inline"))  # uninterrupted, in this process
+  reference = one_run.run_one(run, str(tmp_path / "inline"))  # uninterrupted, in this process
   assert _numbers(outcome) == _numbers(reference)
   ref_params = experiment.load_model(os.path.join(tmp_path, "inline", run.name))[1]
   for a, b in zip(jax.tree.leaves(ref_params), jax.tree.leaves(experiment.load_model(workdir)[1])):

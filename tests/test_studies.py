@@ -1,16 +1,18 @@
-"""Sweeps as data (research/sweeps/grid.py), reports (research/sweeps/report.py), the inline runner and the
-shuffled-pixels study on real MNIST. Ray: tests/test_ray_sweeps.py."""
+"""Sweeps as data (research/sweeps/grid.py), reports (research/sweeps/report.py), the inline
+runner, the study registry (research/studies), the shuffled-pixels and harder-task studies on
+real data, and the verdict. Ray: tests/test_ray_sweeps.py."""
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
+from absl import flags
 
 from conftest import ROOT
+from research import UserError, studies
 from research.sweeps import executors, grid, report
-
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 
 def test_grid_helpers_and_run_names():
@@ -100,13 +102,16 @@ def csv_has_validation(out):
 
 @pytest.mark.slow
 def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
-  """The seed's shuffled-pixel claims, measured: a short version of scripts/study_shuffled.py
-  (MLP 600 steps x 3 seeds, CNN 200 steps x 1 seed, one candidate learning rate)."""
-  import study_shuffled
+  """The seed's shuffled-pixel claims, measured: a short version of the shuffled study
+  (MLP 600 steps x 3 seeds, CNN 200 steps x 1 seed, one candidate learning rate), called from
+  Python with arguments: no absl flags parsed."""
+  from research.studies import shuffled
   out = str(tmp_path / "study")
-  argv = ["--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/shuffled.py:quick"),
-          "--executor=inline"]  # the study's claims; Ray itself: tests/test_ray_sweeps.py
-  frame, agg = study_shuffled.main(argv)
+  arguments = dict(output_dir=out, sweep=os.path.join(ROOT, "configs/sweeps/shuffled.py:quick"),
+                   executor="inline")  # the study's claims; Ray itself: tests/test_ray_sweeps.py
+  flags.FLAGS.unparse_flags()  # reading a flag now would raise
+  frame, agg = shuffled.run(**arguments)
+  assert not flags.FLAGS.is_parsed()
   acc = {(r["model"], r["condition"]): r["test_accuracy_mean"] for _, r in agg.iterrows()}
   n = {(r["model"], r["condition"]): r["n"] for _, r in agg.iterrows()}
   assert n["mlp", "MNIST"] == 3 and n["mlp", "MNIST shuffled"] == 3
@@ -133,7 +138,7 @@ def test_shuffled_pixels_claims_on_real_mnist(mnist, tmp_path, capsys):
   assert np.isfinite(csv["test_accuracy"]).all()
   # Resumable: a second invocation reads every run and evaluation back.
   capsys.readouterr()
-  frame2, _ = study_shuffled.main(argv)
+  frame2, _ = shuffled.run(**arguments)
   log = capsys.readouterr().out
   assert ": done " in log and ": trained " not in log
   np.testing.assert_array_equal(frame2["test_accuracy"].to_numpy(), frame["test_accuracy"].to_numpy())
@@ -174,28 +179,27 @@ def test_intervals_match_a_hand_computation():
 
 
 def test_verdict_fails_loudly_when_a_results_file_is_missing(tmp_path):
-  import subprocess
   out = tmp_path / "verdict.md"
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "verdict.py"),
-                         f"--studies_dir={tmp_path}", f"--output={out}"],
-                        capture_output=True, text=True, timeout=120)
+  proc = subprocess.run([sys.executable, "-m", "research.studies.verdict",
+                         f"--studies_dir={tmp_path}", f"--output={out}", "--readme="],
+                        capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert proc.returncode == 1
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ")
-  assert "harder/summary.json is missing: run `python scripts/study_harder.py" in lines[0]
+  assert "harder/summary.json is missing: run `python -m research.studies harder" in lines[0]
   assert not out.exists()  # nothing half-made
 
 
 def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path):
-  """scripts/study_harder.py on MNIST-1D (generated offline), 3 epochs, 2 seeds, 2 candidate
+  """The harder-task study on MNIST-1D (generated offline), 3 epochs, 2 seeds, 2 candidate
   learning rates: each cell keeps the rate with the best validation accuracy, the test split
   chooses nothing, every comparison has its Welch interval."""
   import pandas as pd
-  import study_harder
+  from research.studies import harder
   out = str(tmp_path / "harder")
-  frame, agg, gaps = study_harder.main([
-      "--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/harder.py:quick"),
-      "--executor=inline"])
+  arguments = dict(output_dir=out, sweep=os.path.join(ROOT, "configs/sweeps/harder.py:quick"),
+                   executor="inline")
+  frame, agg, gaps = harder.run(**arguments)
   search = pd.read_csv(os.path.join(out, "lr_search.csv"))
   assert set(search["model"]) == {"logreg", "mlp", "cnn1d"} and set(search["seed"]) == {0}
   for model, g in search.groupby("model"):
@@ -227,9 +231,7 @@ def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path
   assert all("metrics.jsonl" in files and "results.json" in files for files in kept.values())
   shutil.rmtree(os.path.join(out, "runs"))
   os.remove(os.path.join(out, "results.md"))
-  again, _, gaps2 = study_harder.main([
-      "--output_dir", out, "--sweep", os.path.join(ROOT, "configs/sweeps/harder.py:quick"),
-      "--executor=inline"])
+  again, _, gaps2 = harder.run(**arguments)
   assert set(again["status"]) == {"done"}
   cols = ["model", "seed", "learning_rate", "test_accuracy", "validation_accuracy"]
   pd.testing.assert_frame_equal(again[cols].reset_index(drop=True), frame[cols].reset_index(drop=True))
@@ -241,7 +243,7 @@ def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path
 
 
 def _write_study_files(root, mlp_shuffled_low):
-  """Minimal result files in the formats the study scripts write (numbers chosen by hand to hit
+  """Minimal result files in the formats the studies write (numbers chosen by hand to hit
   each branch of the verdict rules; no study ran)."""
   def write(study, name, content):
     os.makedirs(root / study, exist_ok=True)
@@ -283,12 +285,14 @@ def _write_study_files(root, mlp_shuffled_low):
 
 
 def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
-  import subprocess
   _write_study_files(tmp_path, mlp_shuffled_low=-0.002)
   out = tmp_path / "verdict.md"
-  cmd = [sys.executable, os.path.join(ROOT, "scripts", "verdict.py"),
-         f"--studies_dir={tmp_path}", f"--output={out}"]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+  readme = tmp_path / "README.md"
+  readme.write_text("# Title\n\nintro\n<!-- answer:begin (written by python -m "
+                    "research.studies.verdict) -->\nold answer\n<!-- answer:end -->\n\n## More\n")
+  cmd = [sys.executable, "-m", "research.studies.verdict", f"--studies_dir={tmp_path}",
+         f"--output={out}", f"--readme={readme}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr
   text = out.read_text()
   verdicts = [line.split("## ", 1)[1].split(". ", 1)[1] for line in text.splitlines()
@@ -302,6 +306,71 @@ def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   assert "+1.20 [+1.00, +1.40] pp" in text and "314x fewer" in text
   assert "Zhang et al. 2017" in text and "89.05%" in text  # the CIFAR-10 anchor
   # A wider interval of the MLP's shuffle change no longer shows that it "barely changes".
+  # The README's answer, between its markers, from the same files; the rest left as it was.
+  written = readme.read_text()
+  assert written.startswith("# Title\n\nintro\n<!-- answer:begin (written by python -m "
+                            "research.studies.verdict) -->\n**The answer, measured**")
+  assert written.endswith("\n<!-- answer:end -->\n\n## More\n") and "old answer" not in written
+  answer = " ".join(written.split("\n")[4:-4])
+  assert ("5 seeds, equal epochs" in answer and "As learners, no: at equal budgets the seed CNN "
+          "beats the seed MLP by +1.20 pp [+1.00, +1.40] on MNIST and +3.00 pp [+2.00, +4.00] on "
+          "Fashion-MNIST, and a 1-D CNN beats it by +30.00 pp [+25.00, +35.00] on MNIST-1D." in answer)
+  assert ("retrained on shuffled pixels it does not collapse (-2.00 pp [-3.00, -1.00] on MNIST, "
+          "still 97.00%; the MLP +0.00 pp, n.s.), and neither model is translation invariant (at "
+          "a 4 px test shift the CNN keeps 60.0%, the MLP 30.0%)." in answer)
   _write_study_files(tmp_path, mlp_shuffled_low=-0.02)
-  assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+  assert subprocess.run(cmd, capture_output=True, timeout=120, cwd=ROOT).returncode == 0
   assert "## 3. holds in part" in out.read_text()
+
+
+def test_verdict_runs_with_arguments_and_skips_a_readme_without_markers(tmp_path):
+  from research.studies import verdict
+  _write_study_files(tmp_path, mlp_shuffled_low=-0.002)
+  readme = tmp_path / "README.md"
+  readme.write_text("# Title\n\nno markers here\n")
+  lines = []
+  flags.FLAGS.unparse_flags()  # reading a flag now would raise
+  found = verdict.write(str(tmp_path), str(tmp_path / "verdict.md"), str(readme), log=lines.append)
+  assert not flags.FLAGS.is_parsed()
+  assert [c.order for c in found] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+  assert readme.read_text() == "# Title\n\nno markers here\n"
+  assert len(lines) == 2 and "no answer markers" in lines[1] and "not written" in lines[1]
+
+
+def test_the_registry_finds_every_study_by_name():
+  names = studies.names()
+  files = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "research", "studies"))
+                 if n.endswith(".py") and not n.startswith("_") and n != "verdict.py")
+  assert names == files
+  assert set(names) >= {"efcn", "harder", "input_handling", "params", "rethinking", "shuffled",
+                        "tabular", "translation"}
+  # Every sweep file but the smoke test is a study's grid, and the study runs it by default.
+  sweeps = {n[:-3] for n in os.listdir(os.path.join(ROOT, "configs", "sweeps"))
+            if n.endswith(".py") and n != "__init__.py"}
+  assert sweeps - {"smoke"} <= set(names)
+  for name in names:
+    module = studies.load(name)
+    assert module.__name__ == f"research.studies.{name}" and callable(module.run)
+    assert os.path.isfile(studies.sweep_file(name)) == (name in sweeps)
+  with pytest.raises(UserError, match="no study 'nope'; the studies: efcn, harder"):
+    studies.load("nope")
+
+
+def test_a_study_runs_with_arguments_and_from_its_command(tmp_path):
+  from research.studies import params
+  flags.FLAGS.unparse_flags()  # reading a flag now would raise
+  rows, total = params.run(output_dir=str(tmp_path / "py"), image_shape=(32, 32, 3))
+  assert not flags.FLAGS.is_parsed()
+  assert total["cnn"] == 896 + 18496 + 23050  # Conv 3x3x3->32, Conv 3x3x32->64, Dense 2304->10
+  assert [r["output_shape"] for r in rows if r["model"] == "cnn"] == ["30x30x32", "13x13x64", "10"]
+  proc = subprocess.run([sys.executable, "-m", "research.studies", "params",
+                         f"--output_dir={tmp_path / 'cli'}"], capture_output=True, text=True,
+                        timeout=300, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr
+  text = (tmp_path / "cli" / "results.md").read_text()
+  assert text.startswith("Command: `python -m research.studies params --output_dir=")
+  assert "| cnn | Conv_0 | 3x3x1x32 | 32 | 320 | 26x26x32 |" in text
+  bad = subprocess.run([sys.executable, "-m", "research.studies", "params", "--seeds=1",
+                        f"--output_dir={tmp_path / 'cli'}"], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+  assert bad.returncode == 2 and bad.stderr.strip() == "error: the params study takes no --seeds"

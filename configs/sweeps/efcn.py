@@ -1,5 +1,5 @@
 """eFCN (d'Ascoli et al. 2019): a CNN mapped to its exact dense network at a switch point
-("relax time") and trained on with every weight free. Run by scripts/study_efcn.py in two stages:
+("relax time") and trained on with every weight free. Run by research/studies/efcn.py in two stages:
 
   1. `cnn`: the CNN trained for RELAX_EPOCHS[-1] + TRAIN_ON_EPOCHS epochs at a constant learning
      rate, a checkpoint every epoch (its segment t .. t + TRAIN_ON_EPOCHS is "the CNN trained
@@ -9,8 +9,9 @@
      init): a `fcn` run with `init_from` = that run at step t * steps_per_epoch, trained for
      TRAIN_ON_EPOCHS epochs with the same optimizer settings (Adam state fresh).
 
-  python scripts/study_efcn.py --runs_dir=/work/runs/efcn --output_dir=docs/studies/efcn
-  ...:quick  a short version for tests (a 1,280-image training subset, one seed, MNIST)
+  python -m research.studies efcn --runs_dir=runs/efcn --output_dir=docs/studies/efcn
+  --sweep=configs/sweeps/efcn.py:quick: a short version for tests (a 1,280-image training
+  subset, one seed, MNIST)
 
 The CNN is the seed's shape family, narrowed to Conv 8 -> Conv 16 (eFCN 6.9M weights instead of
 the seed's 59M) to fit a shared 2-core CPU: see docs/results.md, eFCN.
@@ -46,7 +47,7 @@ def get_sweep(arg=None):
                      {"mnist": {"dataset": "mnist"},
                       "fashion_mnist": {"dataset": "fashion_mnist"}}),
       "seeds": [0] if quick else [0, 1, 2, 3, 4],
-      # Stage 2 (scripts/study_efcn.py): eFCN runs from the `from` runs' checkpoints.
+      # Stage 2 (research/studies/efcn.py): eFCN runs from the `from` runs' checkpoints.
       "relax": {"from": "cnn", "epochs": relax_epochs, "steps_per_epoch": steps_per_epoch,
                 "overrides": {"model": "fcn", "num_epochs": train_on,
                               # quick: a checkpoint mid-run, so the test can resume from it

@@ -8,12 +8,13 @@ decay); its learning rate is chosen per model and dataset on a validation split 
 training set (the test split chooses nothing). Seeds: 5 (the LCN 3: each of its runs costs ~2 CNN
 runs on the 60x60 canvas).
 
-  python scripts/study_harder.py --output_dir docs/studies/harder --runs_dir /work/runs/harder
-  ...:mnist1d,fashion     only those datasets (keys: DATASETS); runs are shared, so a study can be
+  python -m research.studies harder --output_dir docs/studies/harder --runs_dir runs/harder
+  --sweep=configs/sweeps/harder.py:ARG, ARG one of
+  mnist1d,fashion         only those datasets (keys: DATASETS); runs are shared, so a study can be
                           run in parts and then once whole (finished runs are read back)
-  ...:cluttered,no_lcn    those datasets without the LCN
-  ...:quick               MNIST-1D only, 3 epochs, 2 seeds, 2 candidate rates: the tests
-  ...:mnist_quick         MNIST with few steps: the base of the shuffled study's quick variant
+  cluttered,no_lcn        those datasets without the LCN
+  quick                   MNIST-1D only, 3 epochs, 2 seeds, 2 candidate rates: the tests
+  mnist_quick             MNIST with few steps: the base of the shuffled study's quick variant
 """
 EPOCHS = 5  # 60k-image datasets: the seeds' Keras CNN budget (5 epochs)
 EPOCHS_CLUTTERED = 3
@@ -39,7 +40,7 @@ DATASETS = {
         "dataset": "mnist1d", "validation_size": 500, "num_epochs": EPOCHS_1D,
         "log_every_steps": 540, "eval_every_epochs": 10, "pixel_permutation": "train_test"},
         SEQ_MODELS),
-    # Not in the default set: TFDS downloads CIFAR-10 (~160 MB), which this offline box cannot.
+    # Not in the default set: TFDS downloads CIFAR-10 (~160 MB), which an offline machine cannot.
     # On a machine that can: `...harder.py:cifar10` (or add it to a list of keys).
     "cifar10": ("CIFAR-10", {"dataset": "cifar10"}, IMAGE_MODELS),
 }

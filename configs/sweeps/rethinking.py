@@ -8,7 +8,7 @@ epochs of the subset), the same optimizer and learning rate (Adam 1e-3, fixed: a
 study has no validation score to choose by), the same five seeds. The MLP is wider than the
 seed's (512 hidden units) so it can memorize within the budget.
 
-  python scripts/study_rethinking.py --output_dir runs/study_rethinking
+  python -m research.studies rethinking --output_dir docs/studies/rethinking
 """
 
 CONDITIONS = {

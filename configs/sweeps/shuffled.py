@@ -5,10 +5,11 @@ The budgets, validation split and learning-rate search are the harder-task study
 (configs/sweeps/harder.py): its 'MNIST' runs are this study's, trained once with a shared
 --runs_dir.
 
-  python scripts/study_shuffled.py --output_dir docs/studies/shuffled --runs_dir /work/runs/harder
-  ...:quick   a short version for tests (MLP and CNN, a few steps)
-  ...:no_lcn  the MLP and the CNN only (an LCN run costs ~7 CNN runs of this budget here; the
-              LCN's shuffled-pixels cell at equal budget is in the harder-task study)
+  python -m research.studies shuffled --output_dir docs/studies/shuffled --runs_dir runs/harder
+  --sweep=configs/sweeps/shuffled.py:ARG, ARG one of
+  quick    a short version for tests (MLP and CNN, a few steps)
+  no_lcn   the MLP and the CNN only (an LCN run costs ~7 CNN runs of this budget on a CPU; the
+           LCN's shuffled-pixels cell at equal budget is in the harder-task study)
 """
 from configs.sweeps import harder
 

@@ -9,8 +9,8 @@ optimizer (Adam, cosine decay); the learning rate is chosen per model and condit
 validation split held out of the training set (91 of its 456 examples), never on the test split.
 The table is small (113 test examples: one is 0.88 pp), so every cell gets 10 seeds.
 
-  python scripts/study_tabular.py --output_dir docs/studies/tabular --runs_dir runs/studies
-  ...:quick   a short version for tests (2 seeds, 2 candidate rates, 100 steps)
+  python -m research.studies tabular --output_dir docs/studies/tabular --runs_dir runs/studies
+  --sweep=configs/sweeps/tabular.py:quick: a short version for tests (2 seeds, 2 candidate rates, 100 steps)
 """
 STEPS = 600
 SEEDS = list(range(10))

@@ -5,9 +5,11 @@ Every model trains the same epochs on each training set, its learning rate chose
 validation split, as in the harder-task study (configs/sweeps/harder.py), whose 'MNIST' runs are
 this study's 'MNIST' runs (trained once with a shared --runs_dir).
 
-  python scripts/study_translation.py --output_dir runs/study_translation
-  ...:quick   a short version for tests
-  ...:no_lcn  the MLP and the CNN only (the LCN's MNIST runs are its costliest part here)
+  python -m research.studies translation --output_dir docs/studies/translation \
+      --runs_dir runs/harder
+  --sweep=configs/sweeps/translation.py:ARG, ARG one of
+  quick    a short version for tests
+  no_lcn   the MLP and the CNN only (the LCN's MNIST runs are its costliest part here)
 """
 from configs.sweeps import shuffled
 
@@ -27,7 +29,7 @@ def get_sweep(arg=None):
                 "canvas 40x40": {**mnist, "canvas_size": 40}}
   trained_models = [m for m in ("mlp", "cnn", "lcn") if m in {g["model"] for g in base["grid"]}]
   # The LCN is trained on MNIST only (the shared runs) and scored on shifted test images: its
-  # runs cost ~2x the CNN's at 28x28 and ~2.6x at 40x40, more than this box affords for the
+  # runs cost ~2x the CNN's at 28x28 and ~2.6x at 40x40, more than a 2-core CPU affords for the
   # augmented and canvas cells, which compare the MLP and the CNN.
   grid = [{"model": m, "condition": c} for m in trained_models for c in conditions
           if m != "lcn" or c == "MNIST"]

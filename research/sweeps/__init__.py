@@ -1,2 +1,3 @@
-"""Sweeps: what to run (grid), how (executors: Ray or inline), what was run (records), how to
-report it (report, evals). `python -m research.sweeps` is the command line."""
+"""Sweeps: what to run (grid), how (engine.run_sweep; executors: Ray or inline, one_run,
+pinning, logs, progress), what was run (records), how to report it (report, evals), the
+learning-rate search (lr_search). `python -m research.sweeps` is the command line (cli)."""

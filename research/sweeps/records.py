@@ -1,13 +1,13 @@
 """Run records: the small files of finished runs, kept in one text file beside a study's results.
 
-A study's runs live in --runs_dir, with their checkpoints; on a machine that is handed back
-between sessions that folder is gone, and a study that took hours would have to start again.
+A study's runs live in --runs_dir, with their checkpoints; on another machine (or once that
+folder is deleted) a study that took hours would have to start again.
 `save` writes every finished run's small files (config.json, results.json, metrics.jsonl,
 model_info.json, train_seconds.json and the cached test-time evaluations in evals/) into one
 JSON-lines file, a run a line, sorted by name: a few KB a run, small enough to commit beside
 the study's results.csv. `restore` writes them back into a runs dir for the runs it lacks; the
 executors then read those runs back as finished (their results.json exists) instead of training
-them again, and the study scripts find every number, curve and evaluation they report.
+them again, and the studies find every number, curve and evaluation they report.
 
 A restored run has no checkpoints: what needs its params (an evaluation that was not cached, a
 run started from it with init_from, load_model) says so in one line; delete that run's folder

@@ -297,11 +297,16 @@ def update_markdown_section(path: str, name: str, text: str, asset_dir: str = ""
 
 
 def command_line() -> str:
-  """The command that is running, as one could paste it (for the results' provenance)."""
-  if sys.argv and sys.argv[0].endswith(os.path.join("research", "sweep.py")):
-    head = ["python", "-m", "research.sweeps"]
+  """The command that is running, as one could paste it (for the results' provenance): a
+  module of this package run with `python -m` is named as such (`python -m research.studies`)."""
+  argv0 = sys.argv[0] if sys.argv else ""
+  package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  path = os.path.abspath(argv0) if argv0 else ""
+  if path.endswith(".py") and path.startswith(os.path.join(package_root, "research") + os.sep):
+    module = os.path.relpath(path, package_root)[:-3].replace(os.sep, ".")
+    head = ["python", "-m", module.removesuffix(".__main__")]
   else:
-    script = os.path.relpath(sys.argv[0]) if os.path.exists(sys.argv[0]) else sys.argv[0]
+    script = os.path.relpath(argv0) if os.path.exists(argv0) else argv0
     head = ["python", shlex.quote(script)]
   return " ".join(head + [shlex.quote(a) for a in sys.argv[1:]])
 

@@ -1,0 +1,285 @@
+"""Writes docs/verdict.md: every claim of the two seed documents, its verdict, and the measured
+numbers with their 95% intervals, from the studies' result files (nothing typed by hand); and
+the answer paragraph of README.md, between its answer markers, from the same files.
+
+  python -m research.studies.verdict [--studies_dir docs/studies] [--output docs/verdict.md] \
+      [--readme README.md]
+
+Each study module says what it judges (`claims(results)`, `notes(results)`: research/studies);
+this module gathers them in order. A missing result file is an error (one line naming it and
+the command that writes it; exit 1): a verdict is never drawn from a study that did not run.
+Each verdict follows the rule printed under it.
+"""
+import dataclasses
+import json
+import os
+import sys
+import textwrap
+
+from research import studies
+from research.sweeps import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEED_1 = "Can Dense and Conv2D layers perform equivalent functions? (seed document 1)"
+SEED_2 = "What Dense \"sees\" in an image (seed document 2)"
+ANSWER_BEGIN = "<!-- answer:begin (written by python -m research.studies.verdict) -->"
+ANSWER_END = "<!-- answer:end -->"
+
+
+@dataclasses.dataclass
+class Claim:
+  """A claim of the seeds: `order` places it on the page (the seeds' order)."""
+  order: float
+  source: str
+  quote: str
+  verdict: str  # holds | holds in part | does not hold
+  evidence: list[str]
+  rule: str
+
+
+class Missing(Exception):
+  pass
+
+
+class Results:
+  """The studies' result files under `studies_dir`, read when first asked for; a missing one
+  raises Missing with the command that writes it."""
+
+  def __init__(self, studies_dir: str):
+    self.studies_dir = studies_dir
+    self._cache = {}
+
+  def path(self, study: str, name: str) -> str:
+    path = os.path.join(self.studies_dir, study, name)
+    if not os.path.isfile(path):
+      raise Missing(f"{path} is missing: run `{studies.writer(study)} ...` first (see "
+                    "docs/results.md)")
+    return path
+
+  def summary(self, study: str) -> dict:
+    if (study, "summary") not in self._cache:
+      with open(self.path(study, "summary.json")) as f:
+        self._cache[study, "summary"] = json.load(f)
+    return self._cache[study, "summary"]
+
+  def optional_summary(self, study: str) -> dict | None:
+    """A study's summary.json, or None when it has not run (a study the verdict can do without)."""
+    if not os.path.isfile(os.path.join(self.studies_dir, study, "summary.json")):
+      return None
+    return self.summary(study)
+
+  def csv(self, study: str):
+    import pandas as pd
+    if (study, "csv") not in self._cache:
+      self._cache[study, "csv"] = pd.read_csv(self.path(study, "results.csv"))
+    return self._cache[study, "csv"]
+
+
+def pct(mean, half=float("nan")):
+  return report.fmt_interval(mean, half) + "%"
+
+
+def pp(d):
+  return report.fmt_diff(d["diff"], d["low"], d["high"]) + " pp"
+
+
+def cell(summary, model, condition):
+  for c in summary["cells"]:
+    if c["model"] == model and c["condition"] == condition:
+      return c
+  raise Missing(f"no {model} / {condition} cell in the study's summary.json (rerun the study)")
+
+
+def gap(summary, a, b, condition):
+  for g in summary["gaps"]:
+    if (g["a"], g["b"], g["condition"]) == (a, b, condition):
+      return g
+  raise Missing(f"no {a} − {b} on {condition} in the harder study's summary.json")
+
+
+def claims(results: Results) -> list[Claim]:
+  """Every registered study's claims, in the seeds' order."""
+  found = []
+  for name in studies.names():
+    module = studies.load(name)
+    if hasattr(module, "claims"):
+      found += module.claims(results)
+  return sorted(found, key=lambda c: c.order)
+
+
+def notes(results: Results) -> list[str]:
+  """The paragraphs after the claims: the studies' notes and the seeds' Keras runs, in order."""
+  parts = []
+  for name in studies.names():
+    module = studies.load(name)
+    if hasattr(module, "notes"):
+      parts += module.notes(results)
+  parts.append((15, keras_anchor(os.path.dirname(results.studies_dir))))
+  return [line for _, lines in sorted(parts, key=lambda p: p[0]) for line in lines]
+
+
+def keras_anchor(docs_dir: str) -> list[str]:
+  """The seeds' own Keras models on MNIST, from docs/benchmark/benchmark.json when it exists."""
+  path = os.path.join(docs_dir, "benchmark", "benchmark.json")
+  if not os.path.isfile(path):  # the seeds' own Keras code, run by scripts/benchmark.py
+    return []
+  with open(path) as f:
+    b = json.load(f)
+  runs = [(m, b[m]["keras"], b[m]["project"]) for m in ("cnn", "mlp") if m in b]
+  return ["", "The seeds' own Keras models on MNIST, trained by `scripts/benchmark.py` "
+          f"(batch 128, Adam 1e-3, {b['epochs']} epochs, one seed; the project's models "
+          "beside them in the same run): " + "; ".join(
+              f"{m.upper()} Keras {100 * k['final_accuracy']:.2f}%, this project "
+              f"{100 * p['final_accuracy']:.2f}%" for m, k, p in runs) + "."]
+
+
+def render(found: list[Claim], after: list[str]) -> str:
+  counts = {v: sum(1 for c in found if c.verdict == v)
+            for v in ("holds", "holds in part", "does not hold")}
+  lines = ["# Verdict: the seeds' claims, measured", "",
+           "Written by `python -m research.studies.verdict` from the studies' result files in "
+           "docs/studies/ (each names the command that wrote it); no number on this page is "
+           "typed by hand. Intervals are 95% Student t (cells) and Welch (differences) over "
+           "seeds; a difference counts only when its interval excludes zero.", "",
+           f"Of {len(found)} claims: {counts['holds']} hold, {counts['holds in part']} hold in "
+           f"part, {counts['does not hold']} do not hold.", "",
+           "| # | claim | verdict |", "|---|---|---|"]
+  for i, c in enumerate(found, 1):
+    short = c.quote if len(c.quote) < 90 else c.quote[:87] + "..."
+    lines.append(f"| {i} | {short} | **{c.verdict}** |")
+  for i, c in enumerate(found, 1):
+    lines += ["", f"## {i}. {c.verdict}", "", f"> {c.quote}", "", f"*{c.source}*", ""]
+    lines += [f"- {e}" for e in c.evidence]
+    lines += ["", f"Rule: {c.rule}"]
+  return "\n".join(lines + after) + "\n"
+
+
+def _pp_first(d) -> str:
+  """'+1.11 pp [+0.99, +1.24]'; '-0.27 pp, n.s.' when the interval contains zero."""
+  if d["verdict"] == "n.s.":
+    return f"{100 * d['diff']:+.2f} pp, n.s."
+  value, interval = report.fmt_diff(d["diff"], d["low"], d["high"]).split(" ", 1)
+  return f"{value} pp {interval}"
+
+
+def _join(items: list[str]) -> str:
+  return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def answer(results: Results) -> str:
+  """The README's answer paragraph, from the harder, translation and shuffled summaries."""
+  harder, translation = results.summary("harder"), results.summary("translation")
+  shuffled = results.summary("shuffled")
+  gaps = {(g["a"], g["condition"]): g for g in harder["gaps"] if g["b"] == "mlp"}
+  canvas = {g["a"]: g for g in translation["canvas_gaps"]}
+  cnn = [(gaps.get(("cnn", "MNIST")), "MNIST"),
+         (gaps.get(("cnn", "Fashion-MNIST")), "Fashion-MNIST"),
+         (canvas.get("cnn"), "digits placed anywhere on a 40x40 canvas"),
+         (gaps.get(("cnn", "cluttered MNIST 60x60")), "cluttered 60x60 ones")]
+  cnn = [(g, where) for g, where in cnn if g]
+  wins = all(g["verdict"] == "> 0" for g, _ in cnn)
+  items = [f"{_pp_first(g)} on {where}" for g, where in cnn]
+  text = (f"**The answer, measured** ([docs/verdict.md](docs/verdict.md): every claim of the "
+          f"seeds, its verdict and numbers, written by `python -m research.studies.verdict` from "
+          f"the studies of [docs/results.md](docs/results.md); "
+          f"{cell(harder, 'mlp', 'MNIST')['n']} seeds, equal epochs, learning rates chosen on a "
+          "validation split, 95% intervals). As functions, yes: every convolution *is* a dense "
+          "layer with a sparse, tied matrix and every dense layer *is* a convolution covering its "
+          "whole input, exactly (`research/equivalence.py`). ")
+  text += ("As learners, no: at equal budgets the seed CNN beats the seed MLP by " if wins else
+           "As learners, it depends: at equal budgets the seed CNN − seed MLP is ") + _join(items)
+  lcn = gaps.get(("lcn", "cluttered MNIST 60x60"))
+  if lcn and cnn and cnn[-1][1] == "cluttered 60x60 ones":
+    than = {"n.s.": "no better than", "> 0": "better than", "< 0": "worse than"}[lcn["verdict"]]
+    text += (f", where a locally connected net without shared weights is {than} the MLP "
+             f"({_pp_first(lcn)})")
+  one_d = gaps.get(("cnn1d", "MNIST-1D"))
+  if one_d:
+    verb = "beats it by" if one_d["verdict"] == "> 0" else "differs from it by"
+    text += f", and a 1-D CNN {verb} {_pp_first(one_d)} on MNIST-1D"
+  text += "."
+  effect = {e["model"]: e for e in shuffled["effects"] if e["what"] == "MNIST shuffled − MNIST"}
+  retrained = cell(shuffled, "cnn", "MNIST shuffled")
+  collapses = retrained["mean"] < 0.2  # claim 4's rule
+  text += (" Retrained on shuffled pixels the CNN collapses" if collapses else
+           " But the seeds overstate what the grid gives the CNN: retrained on shuffled pixels it "
+           "does not collapse")
+  text += (f" ({_pp_first(effect['cnn'])} on MNIST, {'down to' if collapses else 'still'} "
+           f"{pct(retrained['mean'])}; the MLP "
+           f"{_pp_first(effect['mlp'])})")
+  curves = {(c["model"], c["condition"], int(c["shift"])): c["mean"]
+            for c in translation["shift_curves"]}
+  if all((m, "MNIST", s) in curves for m in ("mlp", "cnn") for s in (0, 4)):
+    invariant = curves["cnn", "MNIST", 0] - curves["cnn", "MNIST", 4] < 0.02  # claim 5's rule
+    text += (f", and {'the CNN is nearly' if invariant else 'neither model is'} translation "
+             f"invariant (at a 4 px test shift the CNN keeps "
+             f"{report.fmt_interval(curves['cnn', 'MNIST', 4], float('nan'), digits=1)}%, the "
+             f"MLP {report.fmt_interval(curves['mlp', 'MNIST', 4], float('nan'), digits=1)}%)")
+  return textwrap.fill(text + ".", width=100, break_long_words=False, break_on_hyphens=False)
+
+
+def update_readme(path: str, text: str, log=print) -> bool:
+  """Replaces the lines between README's answer markers with `text`; says so in one line and
+  changes nothing when the markers are absent. Returns whether it wrote."""
+  old = open(path).read() if os.path.isfile(path) else ""
+  lines = old.split("\n")
+  if ANSWER_BEGIN not in lines or ANSWER_END not in lines:
+    log(f"{path}: no answer markers ({ANSWER_BEGIN} ... {ANSWER_END}); answer not written")
+    return False
+  begin, end = lines.index(ANSWER_BEGIN), lines.index(ANSWER_END)
+  if end < begin:
+    log(f"{path}: the answer markers are out of order; answer not written")
+    return False
+  new = "\n".join(lines[:begin + 1] + text.rstrip("\n").split("\n") + lines[end:])
+  if new != old:
+    _write(path, new)
+  return True
+
+
+def _write(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write(studies_dir: str, output: str, readme: str = "", log=print) -> list[Claim]:
+  """Writes the verdict page (and the README's answer when `readme` is given); raises Missing
+  before writing anything when a result file is missing."""
+  results = Results(studies_dir)
+  found = claims(results)
+  page = render(found, notes(results))
+  text = answer(results) if readme else ""
+  _write(output, page)
+  log(f"wrote {output}: " + ", ".join(f"{i}. {c.verdict}" for i, c in enumerate(found, 1)))
+  if readme and update_readme(readme, text, log):
+    log(f"wrote the answer in {readme}")
+  return found
+
+
+def main(argv=None):
+  """`python -m research.studies.verdict [flags]` (also `python -m research.studies verdict`)."""
+  from absl import app, flags
+  flags.DEFINE_string("studies_dir", os.path.join(ROOT, "docs", "studies"),
+                      "Where the studies wrote their outputs.")
+  flags.DEFINE_string("output", os.path.join(ROOT, "docs", "verdict.md"), "The page to write.")
+  flags.DEFINE_string("readme", os.path.join(ROOT, "README.md"), "The README whose answer "
+                      "paragraph (between its answer markers) is rewritten; '' for none.")
+  FLAGS = flags.FLAGS
+
+  def main_(args):
+    if len(args) > 1:
+      print(f"error: unexpected arguments: {' '.join(args[1:])}", file=sys.stderr)
+      sys.exit(2)
+    try:
+      write(FLAGS.studies_dir, FLAGS.output, FLAGS.readme)
+    except Missing as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+
+  app.run(main_, argv=argv)
+
+
+if __name__ == "__main__":
+  from research.studies import verdict  # one copy of the module: the studies import it too
+  verdict.main()
