@@ -374,3 +374,24 @@ def test_a_study_runs_with_arguments_and_from_its_command(tmp_path):
                         f"--output_dir={tmp_path / 'cli'}"], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)
   assert bad.returncode == 2 and bad.stderr.strip() == "error: the params study takes no --seeds"
+
+
+def test_records_fill_in_what_a_shared_finished_run_lacks(tmp_path):
+  """Two studies share a run (a shared runs dir) and each recorded its own evaluations: restoring
+  one study's records into a folder the other restored adds the missing cached evaluations,
+  never overwrites, and leaves an unfinished run (no results.json) alone."""
+  from research.sweeps import records
+  runs = tmp_path / "runs"
+  (runs / "a" / "evals").mkdir(parents=True)
+  (runs / "a" / "results.json").write_text("{}")
+  (runs / "a" / "evals" / "first.json").write_text("mine")
+  (runs / "b" / "checkpoints").mkdir(parents=True)
+  path = str(tmp_path / "runs.jsonl")
+  with open(path, "w") as f:
+    for name in ("a", "b"):
+      f.write(json.dumps({"name": name, "files": {
+          "results.json": "{}", "evals/first.json": "theirs", "evals/second.json": "2"}}) + "\n")
+  assert records.restore(path, str(runs), ["a", "b"]) == []
+  assert (runs / "a" / "evals" / "first.json").read_text() == "mine"
+  assert (runs / "a" / "evals" / "second.json").read_text() == "2"
+  assert sorted(os.listdir(runs / "b")) == ["checkpoints"]

@@ -62,3 +62,13 @@ def write_summary(output_dir: str, summary: dict) -> None:
   with open(os.path.join(output_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1, default=float)
 
+
+def cpus(rows: list[dict]) -> str:
+  """The CPUs that trained the rows' runs, as each run's results.json names them."""
+  names = set()
+  for r in rows:
+    path = os.path.join(r.get("workdir") or "", "results.json")
+    if r.get("status") not in ("failed", "eval") and os.path.isfile(path):
+      with open(path) as f:
+        names.add(json.load(f).get("cpu") or "a CPU its results.json does not name")
+  return ", ".join(sorted(names)) or "no CPU (no run trained)"

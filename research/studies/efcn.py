@@ -281,9 +281,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       f"{study['adam_bytes'] / 2**20:.1f} MiB (float32; the seed CNN's eFCN would take "
       f"{seed['param_bytes'] / gib:.2f} GiB + {seed['adam_bytes'] / gib:.2f} GiB)" +
       (f"; peak resident memory of the study's process, which trained the runs (inline): "
-       f"{peak / gib:.2f} GiB (box: 24 GiB)" if peak else "") +
-      ". Mean training seconds per run: " + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) +
-      " (a shared 2-core CPU: not a benchmark).", "",
+       f"{peak / gib:.2f} GiB" if peak else "") + ". Mean training seconds per run: " +
+      ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()) +
+      f" (on {studies.cpus(rows)}, shared with other jobs: not a benchmark).", "",
       "![test accuracy against epoch](efcn_accuracy.png)", "",
       "![weight norm outside each subspace](efcn_subspaces.png)"]
   studies.write_summary(output_dir, {"diffs": diffs, "verdict_line": verdict_line(diffs, relax),

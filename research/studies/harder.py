@@ -168,8 +168,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            "held out of the training set (5,000 images; 500 MNIST-1D sequences), from the "
            "candidates below, at seed 0. Test accuracy is over the whole test split. Intervals: "
            "Student t (cells), Welch (differences); a difference is '> 0' or '< 0' only when its "
-           f"95% interval excludes zero. Training time of all runs: {hours:.1f} h on this "
-           "2-core CPU (train seconds summed over runs).", "",
+           f"95% interval excludes zero. Training time of all runs: {hours:.1f} h (train seconds "
+           f"summed over runs) on {studies.cpus(rows)}, shared with other jobs.", "",
            *cell_table(agg, frame), "",
            "**What convolution buys** (differences of mean test accuracy):", "",
            *gap_table(gaps), ""]

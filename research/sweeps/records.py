@@ -57,10 +57,13 @@ def read(path: str) -> dict[str, dict[str, str]]:
 def restore(path: str, runs_dir: str, names) -> list[str]:
   """Writes the records of `names` that `runs_dir` lacks (no results.json there) into it.
   Returns the names restored. A run folder that exists without results.json (an unfinished run,
-  its checkpoints) is left alone: it resumes from its checkpoints instead."""
+  its checkpoints) is left alone: it resumes from its checkpoints instead. A finished run's folder
+  gets the recorded files it lacks (the cached evaluations of another study that shares it)."""
   records, restored = read(path), []
   for name in names:
     workdir = os.path.join(runs_dir, name)
+    if name in records and os.path.isfile(os.path.join(workdir, "results.json")):
+      _add_missing(workdir, records[name])
     if name not in records or os.path.exists(workdir):
       continue
     tmp = f"{workdir}.restoring.{os.getpid()}"
@@ -72,6 +75,17 @@ def restore(path: str, runs_dir: str, names) -> list[str]:
     os.replace(tmp, workdir)  # whole or not at all
     restored.append(name)
   return restored
+
+
+def _add_missing(workdir: str, files: dict[str, str]) -> None:
+  for rel, text in files.items():
+    target = os.path.join(workdir, rel)
+    if not os.path.exists(target):
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      tmp = f"{target}.tmp.{os.getpid()}"
+      with open(tmp, "w") as f:
+        f.write(text)
+      os.replace(tmp, target)
 
 
 def save(path: str, runs_dir: str, names) -> int:
