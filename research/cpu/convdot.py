@@ -92,7 +92,13 @@ def _bias_fwd(y, bias):
 
 
 def bias_grad(dy):
-  """The gradient of a bias added to dy's last axis: ones @ dy, one matvec."""
+  """The gradient of a bias added to dy's last axis: ones @ dy, one matvec.
+
+  Its sums run in one order whatever the number of threads: XLA:CPU compiles a matrix-vector
+  product into its own tiled loop (a `col_major_gemv` kernel) whose workgroups split the F
+  outputs, each summed over all N*H*W rows in a fixed order, not into Eigen's contraction, which
+  splits a long sum by the size of the thread pool (tests/test_threads.py compares the bits with
+  1 and 3 threads). A plain sum over N, H, W took 2.4-4.5x its time here (batch 32-128)."""
   flat = dy.reshape(-1, dy.shape[-1])
   return jnp.ones((flat.shape[0],), flat.dtype) @ flat
 

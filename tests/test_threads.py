@@ -1,0 +1,208 @@
+"""Same seed, same bits, whatever the number of threads (README: a run is deterministic for its
+config.seed on one machine).
+
+The knob: XLA:CPU sizes the intra-op thread pool that runs its Eigen dots and convolutions and
+hands our kernels (their `ffi::ThreadPool`) once, at client start: PJRT_NPROC threads if set, else
+as many as the CPUs the process may run on (`taskset`, cgroups: what the issue varied), and never
+fewer than the CPU devices (conftest's 8 fake ones would make every pool 8). Each child here runs
+on one device with PJRT_NPROC set, so its pool size is what the test asks even on a machine with
+one core, and a child reports that size through the kernels' own ThreadPoolSize target
+(research/cpu/kernels/dense.cc) to show that the knob took.
+
+What is promised: `conv_impl='fused'` where its kernels run every layer of the seed CNN (an
+AVX-512 CPU with a C++ compiler) gives the same bits with 1, 2 or N threads, and a run stopped
+with one thread count and resumed with another gives the uninterrupted run's bits. Its kernels sum
+in an order fixed by the shapes (threads only pick which block of outputs they compute); the
+classifier is dense.cc's kernel (XLA's dot, Eigen's contraction, splits [B, 1600] x [1600, 10] by
+the pool size); the second convolution's bias gradient (convdot.bias_grad) is a matrix-vector
+product that XLA compiles into its own loop; the rest of the step is XLA's own loops too, which
+split outputs, never a sum, across threads.
+
+What is not: `hybrid` (what 'auto' picks without the kernels, or under jit over several devices),
+`xla` and nn.Conv run Eigen's convolution gradients, im2col's kernel-gradient dot and the
+classifier's dot, whose sums Eigen splits by the pool size: measured with 1 against 2 threads
+(seed CNN, batch 128) the kernel gradients of both convolutions and the classifier's forward
+differ in the last bits. test_hybrid_gradients_depend_on_the_thread_count records that
+(xfail).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, cli_args, mnist_available
+from research import experiment
+
+STEPS = 20
+FLAGS = ["--config=configs/mnist_cnn.py", f"--config.num_train_steps={STEPS}",
+         "--config.batch_size=128", "--config.steps_per_call=2", "--config.log_every_steps=5",
+         f"--config.checkpoint_every_steps={STEPS}", "--config.parallelism=single",
+         "--config.eval_batch_size=2000", "--config.eval_train=False", "--config.seed=21"]
+
+
+def _require_dense_kernel():
+  """Fails, saying why, where the fused block does not run its dense layers as dense.cc."""
+  from research.cpu import blocks, build, fused
+  if not ("dense.cc" in build.KERNELS and hasattr(fused, "dense")
+          and hasattr(blocks.CpuBlock, "dense")):
+    pytest.fail("research/cpu/kernels/dense.cc is not wired in (build.KERNELS, fused.dense, "
+                "CpuBlock.dense): fused's classifier would be XLA's dot, whose sums depend on the "
+                "thread count")
+
+
+def _fused_runs_every_layer() -> tuple[bool, str]:
+  """Whether conv_impl='fused' runs the whole seed CNN (both conv layers, the second one's relu
+  and pool, the classifier) as kernels on this machine, and if not why."""
+  import jax.numpy as jnp
+  from research.cpu import fused
+  f32 = jnp.float32
+  ok, why = fused.available()
+  if not ok:
+    return False, f"the CPU kernels are unavailable: {why}"
+  if not fused.tuned():
+    return False, "conv2d.cc's kernels are not used on a CPU without AVX-512 (Eigen runs the layer)"
+  pieces = {"conv_relu_pool.cc": fused.fits(1, 3, 32, 2, f32),
+            "conv2d.cc": fused.conv_fits(32, 3, 64, 1, f32),
+            "relu_pool.cc": fused.pool_fits(64, 2, f32), "dense.cc": fused.dense_fits(f32)}
+  missing = [name for name, fits in pieces.items() if not fits]
+  return not missing, f"not run as kernels here: {', '.join(missing)}"
+
+
+@pytest.fixture(scope="module")
+def fused_everywhere():
+  _require_dense_kernel()
+  ok, why = _fused_runs_every_layer()
+  if not ok:
+    pytest.skip(f"conv_impl='fused' is not all kernels on this machine ({why}); its XLA "
+                "fallbacks split sums by the thread count")
+
+
+def _env(threads: int, **extra) -> dict:
+  """A child's environment with `threads` in XLA's pool: PJRT_NPROC, and one CPU device (the
+  pool has at least as many threads as devices: conftest's 8 would make it 8 whatever else)."""
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  return dict(os.environ, PJRT_NPROC=str(threads), XLA_FLAGS=" ".join(flags), **extra)
+
+
+def _results_and_params(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  numbers = {k: results[k] for k in ("test_loss", "test_accuracy", "steps")}
+  return numbers, experiment.load_model(str(workdir))[1]
+
+
+def _assert_same_bits(a, b, what):
+  (numbers_a, params_a), (numbers_b, params_b) = a, b
+  assert numbers_a == numbers_b, what
+  leaves_a, leaves_b = jax.tree_util.tree_leaves_with_path(params_a), jax.tree.leaves(params_b)
+  differing = [jax.tree_util.keystr(path) for (path, x), y in zip(leaves_a, leaves_b)
+               if not np.array_equal(x, y)]  # bitwise
+  assert not differing, f"{what}: {differing} differ"
+
+
+# --- the kernels alone, and hybrid's gradients: a process with 1 thread and one with 3 --------
+
+# Each kernel's outputs and gradients (and the XLA bias gradient the fused path uses) on an odd
+# batch, so that blocks of rows and images end part-full; then the seed CNN's gradients on one
+# batch as `hybrid` computes them. Prints the pool's size and a digest of each part's bytes.
+_CHILD_SCRIPT = r"""
+import hashlib, jax, jax.numpy as jnp, numpy as np, optax
+from configs import mnist_cnn
+from research import models, parallel
+from research.cpu import convdot, fused
+rng = np.random.default_rng(0)
+r = lambda *s: jnp.asarray(rng.standard_normal(s, np.float32))
+jit = lambda f: jax.jit(f, compiler_options=parallel.compiler_options())
+digest = lambda arrays: hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest()
+b = 37
+cases = [
+    (lambda x, k, c: fused.conv_relu_pool(x, k, c, 1, 2), (r(b, 28, 28, 1), r(3, 3, 1, 32), r(32))),
+    (fused.conv2d, (r(b, 13, 13, 32), r(3, 3, 32, 64) * 0.1, r(64))),
+    (lambda y: fused.relu_max_pool(y, 2), (r(b, 11, 11, 64),)),
+    (fused.dense, (r(b, 1600), r(1600, 10), r(10))),
+    (convdot.bias_grad, (r(b, 26, 26, 32),)),
+]
+kernels = []
+for f, args in cases:
+  out = jit(f)(*args)
+  kernels += [out, *jit(lambda *a, f=f: jax.vjp(f, *a)[1](out * 0.5 + 1.0))(*args)]
+c = mnist_cnn.get_config(); c.conv_impl = "hybrid"
+model = models.create_model(c, 10)
+x, y = jnp.asarray(rng.random((32, 28, 28, 1), np.float32)), jnp.asarray(rng.integers(0, 10, 32))
+params = model.init(jax.random.PRNGKey(0), x[:1])["params"]
+loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
+hybrid = jax.tree.leaves(jit(jax.grad(loss))(params))
+size = jax.ffi.ffi_call("research_ThreadPoolSize", jax.ShapeDtypeStruct((1,), jnp.int32))()
+print("pool", int(size[0]), "kernels", digest(kernels), "hybrid", digest(hybrid))
+"""
+
+
+@pytest.fixture(scope="module")
+def children():
+  """{threads: {"pool": size, "kernels": digest, "hybrid": digest}} of _CHILD_SCRIPT run with
+  1 and with 3 threads, side by side."""
+  import shutil
+  if not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")):
+    pytest.skip("no C++ compiler: the CPU kernels are unavailable")
+  _require_dense_kernel()
+  from research.cpu import build
+  build.available()  # builds every kernel once here, not in both children at a time
+  runs = {n: subprocess.Popen([sys.executable, "-c", _CHILD_SCRIPT], cwd=ROOT, env=_env(n),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for n in (1, 3)}
+  out = {}
+  for n, proc in runs.items():
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    words = stdout.strip().splitlines()[-1].split()
+    out[n] = dict(zip(words[::2], words[1::2]))
+  assert [out[n]["pool"] for n in runs] == ["1", "3"], f"PJRT_NPROC did not size XLA's pool: {out}"
+  return out
+
+
+def test_kernels_give_the_same_bits_with_any_number_of_threads(children):
+  assert children[1]["kernels"] == children[3]["kernels"], "a kernel depends on the thread count"
+
+
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason="hybrid's Eigen convolution gradients, im2col dot and "
+                   "classifier dot split their sums by XLA's pool size (module docstring)")
+def test_hybrid_gradients_depend_on_the_thread_count(children):
+  assert children[1]["hybrid"] == children[3]["hybrid"], "hybrid's gradients differ with 1 and 3"
+
+
+# --- a training run: the seed CNN, fused -------------------------------------------------------
+
+def test_fused_training_gives_the_same_bits_with_any_number_of_threads_and_across_a_resume(
+    fused_everywhere, tmp_path, spawn):
+  ok, why = mnist_available()
+  if not ok:
+    pytest.skip(f"real MNIST unavailable: {why}")
+  # One thread and two, uninterrupted; and one thread stopped by SIGTERM (a preemption: it saves a
+  # checkpoint where it stands) then resumed with three. tests/child_main.py delays each call of
+  # 2 steps by 0.3 s, so the run is still going when the test has seen a step's log line. Two
+  # children at a time (each compiles on one core).
+  args = lambda name: cli_args(*FLAGS, "--config.conv_impl=fused", f"--workdir={tmp_path / name}",
+                               child=True)
+  stopped = spawn(args("resumed"), "stopped", _env(1, CHILD_CHUNK_DELAY="0.3"))
+  one = spawn(args("one"), "one", _env(1))
+  assert stopped.wait_for(f"step 10/{STEPS}", timeout=300), stopped.tail()
+  stopped.signal(signal.SIGTERM)
+  assert stopped.wait(300) == 143, stopped.tail()
+  saved = [l for l in stopped.output().splitlines() if l.startswith("preempted: checkpoint at step")]
+  assert len(saved) == 1 and int(saved[0].split()[4]) < STEPS, stopped.tail()
+  resumed = spawn(args("resumed"), "resumed", _env(3))
+  assert one.wait(600) == 0, one.tail()
+  two = spawn(args("two"), "two", _env(2))
+  for child in (resumed, two):
+    assert child.wait(600) == 0, child.tail()
+  assert "resumed from the checkpoint at step" in resumed.output(), resumed.tail()
+  reference = _results_and_params(tmp_path / "one")
+  _assert_same_bits(reference, _results_and_params(tmp_path / "two"), "1 thread against 2")
+  _assert_same_bits(reference, _results_and_params(tmp_path / "resumed"),
+                    f"1 thread against 1 until step {saved[0].split()[4]}, then 3")
