@@ -1,6 +1,6 @@
 """python -m research.studies NAME [flags]: runs a study; `... verdict [flags]` writes the verdict.
 
-  python -m research.studies shuffled --output_dir=docs/studies/shuffled --runs_dir=runs/harder \
+  python -m research.studies shuffled --output_dir=docs/studies/shuffled --runs_dir=runs/harder
       [--seeds=0,1] [--set key=value] [--executor=ray|inline] [--records=FILE] [--results_md=MD]
   python -m research.studies params --output_dir=docs/studies/params --image_shape=32,32,3
   python -m research.studies verdict     # the same as python -m research.studies.verdict
@@ -17,6 +17,7 @@ from research import UserError, studies
 from research.sweeps import cli
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(cli)  # --help lists the sweep flags
 RENAMED = {"overrides": "set"}  # run_sweep's argument -> its flag
 
 

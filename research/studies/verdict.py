@@ -260,11 +260,14 @@ def write(studies_dir: str, output: str, readme: str = "", log=print) -> list[Cl
 def main(argv=None):
   """`python -m research.studies.verdict [flags]` (also `python -m research.studies verdict`)."""
   from absl import app, flags
+  main_module = {"module_name": sys.argv[0]}  # --help lists the flags of the program run
   flags.DEFINE_string("studies_dir", os.path.join(ROOT, "docs", "studies"),
-                      "Where the studies wrote their outputs.")
-  flags.DEFINE_string("output", os.path.join(ROOT, "docs", "verdict.md"), "The page to write.")
+                      "Where the studies wrote their outputs.", **main_module)
+  flags.DEFINE_string("output", os.path.join(ROOT, "docs", "verdict.md"), "The page to write.",
+                      **main_module)
   flags.DEFINE_string("readme", os.path.join(ROOT, "README.md"), "The README whose answer "
-                      "paragraph (between its answer markers) is rewritten; '' for none.")
+                      "paragraph (between its answer markers) is rewritten; '' for none.",
+                      **main_module)
   FLAGS = flags.FLAGS
 
   def main_(args):
