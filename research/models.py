@@ -81,20 +81,27 @@ class LocallyConnected(nn.Module):
     return y.reshape(ho, wo, n, self.features).transpose(2, 0, 1, 3) + bias
 
 
+def dense_layer(block, features: int, dtype, name: str) -> nn.Module:
+  """The Dense layer `name` (`Dense_j`, as flax names them): the block's own where it has one
+  (research/cpu's fused block: dense.cc, whose sums run in an order fixed by the shapes, where
+  XLA's dot splits them by the thread count), else flax's nn.Dense. Same parameters either way."""
+  make = getattr(block, "dense", None)
+  return make(features, dtype, name) if make else nn.Dense(features, dtype=dtype, name=name)
+
+
 class MLP(nn.Module):
-  """Dense layers on the flattened input."""
+  """Dense layers on the flattened input; `block` (the machine's conv block) may compute them."""
   hidden: Sequence[int] = (128,)
   num_classes: int = 10
+  block: Callable | None = None
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     x = x.reshape((x.shape[0], -1))
-    for width in self.hidden:
-      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
-
-
+    for j, width in enumerate(self.hidden):
+      x = nn.relu(dense_layer(self.block, width, self.dtype, f"Dense_{j}")(x))
+    return dense_layer(self.block, self.num_classes, self.dtype, f"Dense_{len(self.hidden)}")(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,9 +177,9 @@ class CNN(nn.Module):
     for i, width in enumerate(self.features):
       x = self.block(x, i, width, self)
     x = x.reshape((x.shape[0], -1))
-    for width in self.dense:
-      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+    for j, width in enumerate(self.dense):
+      x = nn.relu(dense_layer(self.block, width, self.dtype, f"Dense_{j}")(x))
+    return dense_layer(self.block, self.num_classes, self.dtype, f"Dense_{len(self.dense)}")(x)
 
 
 class Conv1DNet(nn.Module):
@@ -223,7 +230,7 @@ def _cnn(config, num_classes, dtype, block):
 # name -> builder(config, num_classes, dtype, block): the model of `config.model`.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": lambda config, num_classes, dtype, block: MLP(
-        hidden=tuple(config.mlp_hidden), num_classes=num_classes, dtype=dtype),
+        hidden=tuple(config.mlp_hidden), num_classes=num_classes, block=block, dtype=dtype),
     "cnn": _cnn,
     "lcn": lambda config, num_classes, dtype, block: _cnn(config, num_classes, dtype, LOCAL),
     "fcn": lambda config, num_classes, dtype, block: _cnn(config, num_classes, dtype, DENSE),

@@ -3,14 +3,15 @@ config.seed on one machine).
 
 The knob: XLA:CPU sizes the intra-op thread pool that runs its Eigen dots and convolutions and
 hands our kernels (their `ffi::ThreadPool`) once, at client start: PJRT_NPROC threads if set, else
-as many as the CPUs the process may run on (`taskset`, cgroups: what the issue varied), and never
+as many as the CPUs the process may run on (`taskset`, cgroups, a Ray worker's slot), and never
 fewer than the CPU devices (conftest's 8 fake ones would make every pool 8). Each child here runs
 on one device with PJRT_NPROC set, so its pool size is what the test asks even on a machine with
 one core, and a child reports that size through the kernels' own ThreadPoolSize target
 (research/cpu/kernels/dense.cc) to show that the knob took.
 
 What is promised: `conv_impl='fused'` where its kernels run every layer of the seed CNN (an
-AVX-512 CPU with a C++ compiler) gives the same bits with 1, 2 or N threads, and a run stopped
+AVX-512 CPU with a C++ compiler) gives the same bits with 1, 2 or N threads for the seed CNN and
+the seed MLP (whose dense layers are dense.cc's too), and a run stopped
 with one thread count and resumed with another gives the uninterrupted run's bits. Its kernels sum
 in an order fixed by the shapes (threads only pick which block of outputs they compute); the
 classifier is dense.cc's kernel (XLA's dot, Eigen's contraction, splits [B, 1600] x [1600, 10] by
@@ -206,3 +207,16 @@ def test_fused_training_gives_the_same_bits_with_any_number_of_threads_and_acros
   _assert_same_bits(reference, _results_and_params(tmp_path / "two"), "1 thread against 2")
   _assert_same_bits(reference, _results_and_params(tmp_path / "resumed"),
                     f"1 thread against 1 until step {saved[0].split()[4]}, then 3")
+
+
+def test_fused_mlp_gives_the_same_bits_with_one_and_two_threads(fused_everywhere, tmp_path, spawn):
+  ok, why = mnist_available()
+  if not ok:
+    pytest.skip(f"real MNIST unavailable: {why}")
+  flags = [f.replace("mnist_cnn", "mnist_mlp") for f in FLAGS] + ["--config.conv_impl=fused"]
+  runs = {n: spawn(cli_args(*flags, f"--workdir={tmp_path / str(n)}"), str(n), _env(n))
+          for n in (1, 2)}
+  for child in runs.values():
+    assert child.wait(600) == 0, child.tail()
+  _assert_same_bits(_results_and_params(tmp_path / "1"), _results_and_params(tmp_path / "2"),
+                    "the MLP with 1 thread against 2")

@@ -35,6 +35,7 @@ KERNELS = {
     "conv2d.cc": (("Conv2dForward", "Conv2dInputGrad", "Conv2dKernelGrad"),
                   {"Conv2dCompiled": 3, "Conv2dTuned": 0}),
     "relu_pool.cc": (("ReluPoolForward", "ReluPoolBackward"), {"ReluPoolCompiled": 1}),
+    "dense.cc": (("DenseForward", "DenseInputGrad", "DenseParamGrad", "ThreadPoolSize"), {}),
 }
 
 

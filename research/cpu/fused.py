@@ -57,6 +57,12 @@ def pool_fits(features: int, pool: int, dtype) -> bool:
           and bool(lib.ReluPoolCompiled(features)))
 
 
+def dense_fits(dtype) -> bool:
+  """Whether a dense layer of this dtype runs as dense.cc's kernels (any sizes, float32)."""
+  lib, _ = build.library("dense.cc")
+  return lib is not None and jnp.dtype(dtype) == jnp.float32
+
+
 def tuned() -> bool:
   """Whether conv2d.cc's kernels were built for a CPU they are fast on (AVX-512)."""
   lib, _ = build.library("conv2d.cc")
@@ -184,3 +190,39 @@ def _relu_max_pool_backward(pool, y, dout):
 
 
 relu_max_pool.defvjp(_relu_max_pool_forward, _relu_max_pool_backward)
+
+
+@jax.custom_vjp
+def dense(x, kernel, bias):
+  """x @ kernel + bias for float32 x [B, K], kernel [K, N] and bias [N] -> [B, N]
+  (research/cpu/kernels/dense.cc: every sum in an order fixed by the shapes)."""
+  return _call("DenseForward", jax.ShapeDtypeStruct((x.shape[0], kernel.shape[1]), jnp.float32),
+               x, kernel, bias)
+
+
+def _dense_forward(x, kernel, bias):
+  return dense(x, kernel, bias), (x, kernel)
+
+
+def _dense_backward(residuals, dy):
+  x, kernel = residuals
+  dkernel, dbias = _call("DenseParamGrad", (jax.ShapeDtypeStruct(kernel.shape, jnp.float32),
+                                            jax.ShapeDtypeStruct(kernel.shape[1:], jnp.float32)),
+                         x, dy)
+  # Its own call, so that XLA drops it where x is the data (no one reads it).
+  dx = _call("DenseInputGrad", jax.ShapeDtypeStruct(x.shape, jnp.float32), x, kernel, dy)
+  return dx, dkernel, dbias
+
+
+dense.defvjp(_dense_forward, _dense_backward)
+
+
+class Dense(nn.Module):
+  """nn.Dense(features) with its parameters (names, shapes, initialisers), as `dense`."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    return dense(x.astype(jnp.float32), kernel, bias)
