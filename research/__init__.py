@@ -1,12 +1,10 @@
-"""Dense vs Conv research code: importable pieces, no flags.
+"""Dense vs Conv research code: importable pieces, no flags (docs/architecture.md).
 
-  research.models    Flax Linen models looked up by name (mlp, cnn, lcn)
-  research.data      TFDS -> uint8 arrays in host memory, with clear errors offline
-  research.train     train_and_evaluate(config, workdir) and the pure step functions
-  research.parallel  single-device, jit-over-a-mesh and pmap flavours of the steps
-  research.main      the absl entry point (thin)
-  research.sweeps     the sweep entry point: grid (what to run), executors (Ray tasks or
-                     inline), report (tables), evals (test-time variants of finished runs)
+The core: main (the absl entry point), experiment (what a run is: model, program, data, state),
+train (the loop), steps, parallel, models, data, transforms, equivalence, checkpoint, metrics,
+watchdog, machine, cli. The other parts, each a package: research.cpu (CPU speed; reached only
+through models.conv_block), research.sweeps (grids, executors, records, reports),
+research.studies (one module per study, the verdict), research.tpu (slices, preflight).
 """
 
 
