@@ -2,7 +2,7 @@
 
   bash scripts/train.sh      # = python -m research.main --config=configs/mnist_cnn.py --workdir=runs/mnist_cnn
 
-10 epochs of Adam at 1e-3 with a cosine schedule, batch 128: test accuracy 99.06% (seed 0,
+10 epochs of Adam at 1e-3 with a cosine schedule, batch 128: test accuracy 99.00% (seed 0,
 results.json of that command on a 2-core AMD EPYC, avx512f; bit-identical reruns on one CPU).
 """
 from configs import common

@@ -32,7 +32,6 @@ CASES = {  # name: (topology, config overrides)
 
 _RUNNER = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
 from configs import mnist_mlp
 from research import UserError
 from research.tpu import preflight
@@ -132,3 +131,32 @@ def test_libtpu_stays_out_of_other_jax_programs():
   proc = subprocess.run([sys.executable, "-c", "import jax; print(jax.devices()[0].platform)"],
                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
   assert proc.stdout.strip() == "cpu" and "TPU" not in proc.stderr
+
+
+@pytest.mark.parametrize("config_name", ["mnist_cnn", "mnist_mlp"])
+def test_the_gpu_program_lowers_for_cuda_without_cpu_kernels_or_callbacks(mnist, config_name):
+  import importlib
+  from research.tpu import preflight
+  config = importlib.import_module(f"configs.{config_name}").get_config("gpu")
+  report = preflight.lower_for_gpu(config, "cuda")
+  assert report["conv_block"] == "nn.Conv" and report["rolled"]
+  assert report["train_chunk"]["custom_calls"] == [] and report["eval_step"]["custom_calls"] == []
+  assert report["train_chunk"]["while_loops"] == 1  # the whole 117-step chunk is one rolled loop
+
+
+def test_a_cpu_kernel_in_a_gpu_program_is_refused():
+  import jax
+  import numpy as np
+  from conftest import tiny_config
+  from research import UserError, experiment, models
+  from research.cpu import fused
+  from research.tpu import preflight
+  if not fused.available()[0]:
+    pytest.skip(f"the CPU kernels are unavailable: {fused.available()[1]}")
+  config = tiny_config("cnn", conv_impl="fused")
+  model = models.create_model(config, 10)
+  params = experiment.create_train_state(config, model, (28, 28, 1), 1).params
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  x = jax.ShapeDtypeStruct((8, 28, 28, 1), np.float32)
+  with pytest.raises(UserError, match="cannot run on cuda: it calls .*research_ConvReluPoolForward"):
+    preflight.check_gpu_program(forward, (params, x), "cuda", rolled=False)

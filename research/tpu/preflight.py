@@ -2,6 +2,7 @@
 
   python -m research.tpu.preflight --install_compiler      # once: libtpu, ~700 MB
   python -m research.tpu.preflight --config=configs/mnist_cnn.py:tpu --topology=v5e-8
+  python -m research.tpu.preflight --config=configs/mnist_cnn.py:gpu --platform=cuda
 
 No TPU is needed: libtpu's compiler runs on this machine against a description of the slice
 (jax.experimental.topologies). The program is the one training runs: experiment.Program builds the
@@ -34,6 +35,10 @@ config_flags.DEFINE_config_file("config", None, "Experiment config file (configs
                                 lock_config=True)
 flags.DEFINE_string("topology", None, "TPU slice: v4-8, v4-16, v4-32, v5e-4, v5e-8 (= v5litepod-8), "
                     "v5e-16, v6e-8.")
+flags.DEFINE_enum("platform", "tpu", ["tpu", "cuda", "rocm"],
+                  "tpu: compile for --topology with libtpu. cuda, rocm: lower the single-device "
+                  "program for that GPU platform with jax.export (no GPU, no compiler needed) and "
+                  "check it holds no CPU-only kernel, no host callback, and a rolled chunk.")
 flags.DEFINE_bool("install_compiler", False, "Install the TPU compiler (the libtpu that jax[tpu] "
                   "pins for the installed jax) into the venv's tpu-compiler folder, then exit "
                   "(or go on with --config and --topology).")
@@ -161,6 +166,59 @@ def preflight(config, topology: str) -> dict:
   return report
 
 
+def check_gpu_program(fn, args, platform: str, rolled: bool) -> dict:
+  """Lowers jitted `fn` on abstract `args` for `platform` ('cuda', 'rocm') with jax.export and
+  returns what the module holds; UserError (one line) if a custom call without a compatibility
+  guarantee (research/cpu's FFI kernels are such), a host callback, or, for a `rolled` chunk,
+  anything but one loop would reach the GPU."""
+  import re
+
+  import jax
+  try:
+    exported = jax.export.export(fn, platforms=[platform])(*args)
+  except ValueError as e:  # jax refuses custom calls it cannot promise to run elsewhere
+    targets = sorted(set(re.findall(r"custom_call @([\w.]+)", str(e)))) or [str(e).splitlines()[0]]
+    raise UserError(f"the program cannot run on {platform}: it calls {', '.join(targets)} "
+                    "(a CPU-only kernel; conv_impl='auto' picks nn.Conv off the CPU)") from None
+  text = exported.mlir_module()
+  calls = sorted(set(re.findall(r"custom_call @([\w.]+)", text)))
+  callbacks = [c for c in calls if "callback" in c]
+  if callbacks:
+    raise UserError(f"the program calls back to the host on {platform}: {', '.join(callbacks)}")
+  loops = text.count("stablehlo.while")
+  if rolled and loops != 1:
+    raise UserError(f"the train chunk is {loops} loops on {platform}, not one rolled loop")
+  return {"platform": platform, "custom_calls": calls, "while_loops": loops,
+          "module_bytes": len(text)}
+
+
+def lower_for_gpu(config, platform: str) -> dict:
+  """The single-device train chunk and eval step that `config` runs on a GPU, lowered for
+  `platform` and checked (check_gpu_program); the facts as a dict."""
+  import jax
+  import numpy as np
+
+  from research import data, experiment, transforms
+  with quiet_stderr():
+    ds = transforms.apply(config, data.load_dataset(config))
+    program = experiment.Program(config, ds, "gpu", 1)
+    state = program.abstract_state()
+    data_ = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype)
+                  for x in (ds.train_images, ds.train_labels))
+    i32 = lambda *shape: jax.ShapeDtypeStruct(shape, np.int32)
+    train = check_gpu_program(
+        jax.jit(program.train_chunk), (state, *data_, i32(program.steps_per_call,
+                                                           config.batch_size), i32()),
+        platform, program.rolled)
+    evaluate = check_gpu_program(jax.jit(program.eval_step), (state.params, *data_,
+                                 i32(program.eval_batch), i32(program.eval_batch)),
+                                 platform, False)
+  return {"platform": platform, "model": config.model, "conv_block": program.block.name,
+          "steps_per_call": program.steps_per_call, "rolled": program.rolled,
+          "batch": config.batch_size, "train_chunk": train, "eval_step": evaluate,
+          "jax": jax.__version__}
+
+
 def format_table(r: dict) -> str:
   gib = lambda b: f"{b / 2**30:.3f} GiB"
   h, e = r["hbm_per_chip_bytes"]["train_chunk"], r["hbm_per_chip_bytes"]["eval_step"]
@@ -199,6 +257,15 @@ def main(argv):
       print(tpu.install_libtpu(), flush=True)
       if FLAGS.config is None and FLAGS.topology is None:
         return
+    if FLAGS.platform != "tpu":
+      if FLAGS.config is None:
+        raise UserError("give --config=FILE[:variants], e.g. configs/mnist_cnn.py:gpu")
+      report = lower_for_gpu(FLAGS.config, FLAGS.platform)
+      print(f"{FLAGS.platform}: the train chunk ({report['steps_per_call']} steps, "
+            f"{'one rolled loop' if report['rolled'] else 'unrolled'}) and the eval step lower "
+            f"with no CPU-only kernel and no host callback (conv block {report['conv_block']})")
+      print(json.dumps(report), flush=True)
+      return
     if FLAGS.config is None or FLAGS.topology is None:
       raise UserError("give --config=FILE[:variants] and --topology=SLICE (e.g. v5e-8)")
     report = preflight(FLAGS.config, FLAGS.topology)
