@@ -10,6 +10,9 @@ install it with jax[tpu]; start `research.main --distributed` on all workers at 
 (`--worker=all`), where jax.distributed finds its peers by itself. `--dry_run` runs the preflight
 and prints its report (as `#` lines) and the exact gcloud commands instead of running them. Use a
 gs:// workdir on a multi-host slice so every host writes its checkpoint shards to the same place.
+
+For a GPU host there is no launcher: check the program here first, then run research.main there
+(README, "One GPU"):  python -m research.tpu.preflight --config=configs/mnist_cnn.py:gpu --platform=cuda
 """
 import os
 import shlex

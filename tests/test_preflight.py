@@ -142,6 +142,10 @@ def test_the_gpu_program_lowers_for_cuda_without_cpu_kernels_or_callbacks(mnist,
   assert report["conv_block"] == "nn.Conv" and report["rolled"]
   assert report["train_chunk"]["custom_calls"] == [] and report["eval_step"]["custom_calls"] == []
   assert report["train_chunk"]["while_loops"] == 1  # the whole 117-step chunk is one rolled loop
+  if config_name == "mnist_mlp":  # a step's FLOPs: the matmuls of 512 images, both layers'
+    # forward and kernel gradient, the second layer's input gradient (the data needs none)
+    want = 512 * 2 * (2 * 784 * 128 + 3 * 128 * 10)
+    assert abs(report["train_chunk"]["flops"] - want) < 0.05 * want, report["train_chunk"]
 
 
 def test_a_cpu_kernel_in_a_gpu_program_is_refused():

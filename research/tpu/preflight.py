@@ -188,7 +188,13 @@ def check_gpu_program(fn, args, platform: str, rolled: bool) -> dict:
   loops = text.count("stablehlo.while")
   if rolled and loops != 1:
     raise UserError(f"the train chunk is {loops} loops on {platform}, not one rolled loop")
-  return {"platform": platform, "custom_calls": calls, "while_loops": loops,
+  ops = re.findall(r"= stablehlo\.([a-z_]+)", text)
+  kinds = ("convolution", "dot_general", "reduce", "while")
+  # FLOPs of the same program as XLA's cost analysis counts them on this host (a loop's body
+  # once: one step of a rolled chunk); the GPU compiler's own passes are not run here.
+  flops = fn.lower(*args).cost_analysis().get("flops")
+  return {"platform": platform, "custom_calls": calls, "while_loops": loops, "ops": len(ops),
+          "op_counts": {k: ops.count(k) for k in kinds}, "flops": flops,
           "module_bytes": len(text)}
 
 
@@ -261,9 +267,12 @@ def main(argv):
       if FLAGS.config is None:
         raise UserError("give --config=FILE[:variants], e.g. configs/mnist_cnn.py:gpu")
       report = lower_for_gpu(FLAGS.config, FLAGS.platform)
-      print(f"{FLAGS.platform}: the train chunk ({report['steps_per_call']} steps, "
-            f"{'one rolled loop' if report['rolled'] else 'unrolled'}) and the eval step lower "
-            f"with no CPU-only kernel and no host callback (conv block {report['conv_block']})")
+      train = report["train_chunk"]
+      print(f"{FLAGS.platform}: the train chunk ({report['steps_per_call']} steps of batch "
+            f"{report['batch']}, {'one rolled loop' if report['rolled'] else 'unrolled'}; "
+            f"{train['ops']} ops: {train['op_counts']}; {train['flops'] / 1e9:.2f} GFLOP a step) "
+            f"and the eval step lower with no CPU-only kernel and no host callback (conv block "
+            f"{report['conv_block']})")
       print(json.dumps(report), flush=True)
       return
     if FLAGS.config is None or FLAGS.topology is None:
