@@ -69,6 +69,12 @@ FIELDS = {
     "lr_schedule": Field("constant", "learning rate schedule", ("constant", "cosine")),
     "momentum": Field(0.9, "SGD momentum (sgd only; 0: none)", "momentum"),
     "batch_size": Field(128, "global batch, over all devices and hosts", "positive_int"),
+    "grad_accum_steps": Field(1, "micro-batches an optimizer step's batch is split into (their "
+                              "gradients averaged): a batch larger than fits at once",
+                              "positive_int"),
+    "warmup_steps": Field(0, "steps of linear learning-rate warmup from 0 (then lr_schedule)",
+                          "nonnegative_int"),
+    "weight_decay": Field(0.0, "decoupled weight decay (adam: AdamW); 0: none", "nonnegative"),
     "eval_batch_size": Field(1000, "evaluation batch", "positive_int", resumable=True),
     "num_epochs": Field(5, "epochs (when num_train_steps is -1)", "positive_int"),
     "num_train_steps": Field(-1, "train steps; overrides num_epochs", "steps"),

@@ -18,17 +18,31 @@ from configs import common
 from research import UserError, checkpoint, data, equivalence, models, parallel, steps, transforms
 
 
-def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+def learning_rate(config, total_steps: int):
+  """The learning rate (a float, or an optax schedule of the step): `lr_schedule` over the run,
+  after a linear warmup from 0 over `warmup_steps` when that is > 0."""
+  peak, warmup = config.learning_rate, config.warmup_steps
   if config.lr_schedule == "constant":
-    lr = config.learning_rate
+    main = peak
   elif config.lr_schedule == "cosine":
-    lr = optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1))
+    main = optax.cosine_decay_schedule(peak, max(total_steps - warmup, 1))
   else:
     raise UserError(f"unknown lr_schedule {config.lr_schedule!r}; choose 'constant' or 'cosine'")
+  if warmup <= 0:
+    return main
+  main = optax.constant_schedule(peak) if isinstance(main, float) else main
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+
+def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+  """The config's optimizer; with `weight_decay` > 0, decoupled weight decay (AdamW, or SGD
+  with the decayed weights added to the update)."""
+  lr, decay = learning_rate(config, total_steps), config.weight_decay
   if config.optimizer == "adam":
-    return optax.adam(lr)
+    return optax.adamw(lr, weight_decay=decay) if decay > 0 else optax.adam(lr)
   if config.optimizer == "sgd":
-    return optax.sgd(lr, momentum=config.momentum or None)
+    sgd = optax.sgd(lr, momentum=config.momentum or None)
+    return optax.chain(optax.add_decayed_weights(decay), sgd) if decay > 0 else sgd
   raise UserError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
 
 
@@ -105,6 +119,10 @@ def validate(config, num_devices: int, num_processes: int) -> None:
   if config.batch_size <= 0 or config.batch_size % num_devices:
     raise UserError(f"batch_size {config.batch_size} must be a positive multiple of the "
                     f"{num_devices} devices")
+  if config.grad_accum_steps > 1 and config.batch_size % (num_devices * config.grad_accum_steps):
+    raise UserError(f"batch_size {config.batch_size} must split into grad_accum_steps="
+                    f"{config.grad_accum_steps} equal micro-batches on each of the {num_devices} "
+                    "devices")
   if num_devices % num_processes:
     raise UserError(f"{num_devices} devices do not split evenly over {num_processes} processes")
   for field in ("steps_per_call", "log_every_steps", "checkpoint_every_steps", "eval_batch_size"):
@@ -191,7 +209,8 @@ class Program:
     self.total_steps = (config.num_train_steps if config.num_train_steps > 0
                         else config.num_epochs * self.steps_per_epoch)
     self.steps_per_call, self.rolled = steps.chunk_plan(platform, config.steps_per_call)
-    train_step = steps.make_train_step(transforms.make_augment(config))
+    train_step = steps.make_train_step(transforms.make_augment(config),
+                                       config.grad_accum_steps)
     self.train_chunk = steps.make_train_chunk(train_step, self.steps_per_call, self.rolled)
     self.eval_step = steps.make_eval_step(self.model.apply)
     self.eval_batch = -(-config.eval_batch_size // num_devices) * num_devices

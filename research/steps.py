@@ -24,23 +24,40 @@ def cross_entropy(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
-def make_train_step(augment=None):
-  """One optimizer step on a uint8 batch. `augment(key, x)` transforms the float batch."""
+def make_train_step(augment=None, accum_steps: int = 1):
+  """One optimizer step on a uint8 batch. `augment(key, x)` transforms the float batch.
+
+  `accum_steps` > 1: the batch is split into that many equal micro-batches whose gradients are
+  computed one after another (a `lax.scan`: one micro-batch's activations in memory at a time)
+  and averaged, then applied once: the step of the whole batch, to float32 rounding.
+  """
+
+  def grads(params, apply_fn, x, labels):
+    def loss_fn(params):
+      logits = apply_fn({"params": params}, x)
+      return cross_entropy(logits, labels).mean(), logits
+
+    (loss, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return g, loss, (logits.argmax(-1) == labels).mean()
 
   def train_step(state, images, labels, axis_name=None):
     x = normalize(images)
     if augment is not None:
       x = augment(jax.random.fold_in(state.rng, state.step), x)
+    if accum_steps == 1:
+      g, loss, accuracy = grads(state.params, state.apply_fn, x, labels)
+    else:
+      micro = lambda a: a.reshape((accum_steps, a.shape[0] // accum_steps) + a.shape[1:])
 
-    def loss_fn(params):
-      logits = state.apply_fn({"params": params}, x)
-      return cross_entropy(logits, labels).mean(), logits
+      def body(sums, batch):
+        return jax.tree.map(jnp.add, sums, grads(state.params, state.apply_fn, *batch)), None
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    accuracy = (logits.argmax(-1) == labels).mean()
+      zeros = (jax.tree.map(jnp.zeros_like, state.params), jnp.float32(0), jnp.float32(0))
+      sums, _ = jax.lax.scan(body, zeros, (micro(x), micro(labels)))
+      g, loss, accuracy = jax.tree.map(lambda s: s / accum_steps, sums)
     if axis_name is not None:  # pmap: every device holds an equal share of the global batch
-      grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis_name)
-    return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": accuracy}
+      g, loss, accuracy = jax.lax.pmean((g, loss, accuracy), axis_name)
+    return state.apply_gradients(grads=g), {"loss": loss, "accuracy": accuracy}
 
   return train_step
 

@@ -220,6 +220,8 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       "parallelism": config.parallelism, "num_devices": runner.num_devices,
       "num_processes": jax.process_count(), "batch_size": config.batch_size,
       "learning_rate": config.learning_rate, "optimizer": config.optimizer,
+      "grad_accum_steps": config.grad_accum_steps, "warmup_steps": config.warmup_steps,
+      "weight_decay": config.weight_decay,
       "conv_impl": exp.program.block.name, "cpu": machine.cpu_name(),
   }
   if val:

@@ -146,6 +146,8 @@ def preflight(config, topology: str) -> dict:
       "chips": chips, "hosts": hosts, "parallelism": config.parallelism,
       "devices_used": num_devices, "global_batch": config.batch_size,
       "per_chip_batch": per_chip_batch,
+      # what one chip holds activations for at a time (grad_accum_steps micro-batches a step)
+      "per_chip_micro_batch": per_chip_batch // config.grad_accum_steps,
       "dtype": "bfloat16" if config.half_precision else "float32",
       "model": config.model, "num_params": int(sum(np.prod(x.shape) for x in
                                                     jax.tree.leaves(state.params))),
@@ -232,7 +234,8 @@ def format_table(r: dict) -> str:
       ("topology", f"{r['topology']} ({r['tpu_topology']}, {r['device_kind']})"),
       ("chips / hosts", f"{r['chips']} / {r['hosts']}"),
       ("parallelism", f"{r['parallelism']} over {r['devices_used']} chip(s)"),
-      ("batch global / per chip", f"{r['global_batch']} / {r['per_chip_batch']}"),
+      ("batch global / per chip / micro", f"{r['global_batch']} / {r['per_chip_batch']} / "
+                                          f"{r['per_chip_micro_batch']}"),
       ("compute dtype", r["dtype"]),
       ("model", f"{r['model']} ({r['num_params']:,} params)"),
       ("compile s: train chunk / eval step",
