@@ -49,8 +49,14 @@ class MetricWriter:
       self._jsonl = open(path, "a")
 
   def write_config(self, config) -> None:
+    """config.json, and the config's fields as the run's TensorBoard hparams (so a sweep's
+    folder of runs opens in the HParams dashboard, one session per run)."""
     if self.enabled:
       _atomic_write(os.path.join(self.workdir, "config.json"), config.to_json_best_effort(indent=2))
+      with _clear_write_errors(self.workdir):
+        self._tensorboard().hparams(json.loads(config.to_json_best_effort()),
+                                    group=os.path.basename(os.path.normpath(self.workdir)))
+        self._tb.flush()
 
   def write(self, split: str, step: int, values: dict) -> None:
     """One JSON line {"split", "step", "time", **values} and one scalar per value."""
@@ -103,6 +109,28 @@ class EventFile:
   def scalar(self, tag: str, value: float, step: int) -> None:
     self._write(self._event(wall_time=time.time(), step=int(step), summary=self._summary(
         value=[self._summary.Value(tag=tag, simple_value=float(value))])))
+
+  def hparams(self, values: dict, group: str) -> None:
+    """The run's hyperparameters for TensorBoard's HParams dashboard (a session start whose
+    metrics are the run's scalars): numbers, strings and bools as they are, others as text."""
+    from google.protobuf import struct_pb2
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+    start = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=time.time())
+    for name, value in sorted(values.items()):
+      if isinstance(value, bool):
+        start.hparams[name].CopyFrom(struct_pb2.Value(bool_value=value))
+      elif isinstance(value, (int, float)):
+        start.hparams[name].CopyFrom(struct_pb2.Value(number_value=float(value)))
+      else:
+        start.hparams[name].CopyFrom(struct_pb2.Value(string_value=str(value)))
+    data = plugin_data_pb2.HParamsPluginData(version=metadata.PLUGIN_DATA_VERSION,
+                                             session_start_info=start)
+    summary_metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=data.SerializeToString()))
+    self._write(self._event(wall_time=time.time(), step=0, summary=self._summary(value=[
+        self._summary.Value(tag=metadata.SESSION_START_INFO_TAG, metadata=summary_metadata,
+                            tensor=metadata.NULL_TENSOR)])))
 
   def flush(self) -> None:
     self._records.flush()

@@ -215,3 +215,21 @@ def test_eval_reads_the_runs_own_config(mlp_run):
   assert proc.returncode == 0, proc.stderr[-2000:]
   scored = json.loads(proc.stdout.strip().splitlines()[-1])
   assert scored["test_loss"] == results["test_loss"] and scored["step"] == results["steps"]
+
+
+def test_tensorboard_reads_the_runs_hparams(mlp_run):
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+  workdir, _ = mlp_run
+  events = event_accumulator.EventAccumulator(str(workdir / "tensorboard"))
+  events.Reload()
+  content = events.PluginTagToContent(metadata.PLUGIN_NAME)
+  assert metadata.SESSION_START_INFO_TAG in content
+  start = plugin_data_pb2.HParamsPluginData.FromString(
+      content[metadata.SESSION_START_INFO_TAG]).session_start_info
+  config = json.load(open(workdir / "config.json"))
+  assert start.hparams["model"].string_value == "mlp"
+  assert start.hparams["learning_rate"].number_value == config["learning_rate"]
+  assert start.hparams["eval_train"].bool_value is True
+  assert set(start.hparams) == set(config)  # every field
+  assert "test/accuracy" in events.Tags()["scalars"]  # the metrics the dashboard shows beside them
