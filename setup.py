@@ -33,14 +33,16 @@ setup(
     ],
     extras_require={
         # The suite (scripts/test.sh): xdist runs the test files on two workers; nbclient,
-        # nbformat and ipykernel execute docs/walkthrough.ipynb.
+        # nbformat and ipykernel execute docs/walkthrough.ipynb; wandb's offline mode is tested.
         "test": ["pytest>=8", "pytest-xdist>=3.5,<4", "nbclient>=0.10,<0.12", "nbformat>=5.9,<6",
-                 "ipykernel>=6.29,<8"],
+                 "ipykernel>=6.29,<8", "wandb>=0.19,<1"],
         # TPU VMs (scripts/launch_tpu.py installs it there). On a CPU machine the preflight's
         # own step installs the TPU compiler instead: python -m research.tpu.preflight
         # --install_compiler.
         "tpu": ["jax[tpu]>=0.10,<0.12"],
         # scripts/benchmark.py's peer: the seeds' Keras models (Keras 3 on TensorFlow).
         "keras": ["keras>=3,<4"],
+        # config.wandb_project: runs logged to Weights & Biases (research/metrics.py).
+        "wandb": ["wandb>=0.19,<1"],
     },
 )

@@ -99,6 +99,8 @@ FIELDS = {
                            "forever)", "nonnegative", resumable=True),
     "xla_cpu_ynnpack": Field(False, "XLA:CPU's YNNPACK conv kernels instead of Eigen's", "bool",
                              resumable=True),
+    "wandb_project": Field("", "also log the run to this Weights & Biases project ('': off; "
+                           "process 0; pip install -e '.[wandb]')", "text", resumable=True),
     "profile_steps": Field(0, "> 0: a jax.profiler trace of this many steps after the first "
                            "call, in WORKDIR/tensorboard", "nonnegative_int", resumable=True),
     # Checkpoints (orbax, WORKDIR/checkpoints).

@@ -2,6 +2,7 @@
 TensorBoard event files and results.json."""
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -11,10 +12,14 @@ from research import UserError
 
 
 class MetricWriter:
+  """Writes a run's files (process 0: `enabled`); with `wandb_project`, also logs the run to
+  Weights & Biases (the optional `wandb` extra; WANDB_MODE=offline keeps it on disk)."""
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, wandb_project: str = ""):
     self.workdir = workdir
     self.enabled = enabled
+    self.wandb_project = wandb_project if enabled else ""
+    self._wandb = None
     self._tb = None
     self._jsonl = None
     if enabled:
@@ -57,6 +62,19 @@ class MetricWriter:
         self._tensorboard().hparams(json.loads(config.to_json_best_effort()),
                                     group=os.path.basename(os.path.normpath(self.workdir)))
         self._tb.flush()
+      if self.wandb_project:
+        self._start_wandb(json.loads(config.to_json_best_effort()))
+
+  def _start_wandb(self, config: dict) -> None:
+    try:
+      import wandb
+    except ImportError:
+      raise UserError("config.wandb_project needs the wandb package: pip install -e '.[wandb]'") from None
+    name = os.path.basename(os.path.normpath(self.workdir))
+    # One W&B run per workdir, its id from the workdir's path: a resumed run continues it.
+    run_id = name[:40] + "-" + hashlib.sha256(os.path.abspath(self.workdir).encode()).hexdigest()[:8]
+    self._wandb = wandb.init(project=self.wandb_project, name=name, id=run_id, resume="allow",
+                             dir=self.workdir, config=config)
 
   def write(self, split: str, step: int, values: dict) -> None:
     """One JSON line {"split", "step", "time", **values} and one scalar per value."""
@@ -70,13 +88,20 @@ class MetricWriter:
       for k, v in values.items():
         tb.scalar(f"{split}/{k}", float(v), int(step))
       tb.flush()
+    if self._wandb is not None:
+      self._wandb.log({f"{split}/{k}": float(v) for k, v in values.items()}, step=int(step))
 
   def write_json(self, name: str, obj: dict, force: bool = False) -> None:
     """Writes WORKDIR/name atomically (process 0, or any process with force=True)."""
     if self.enabled or force:
       _atomic_write(os.path.join(self.workdir, name), json.dumps(obj, indent=2))
+    if self._wandb is not None and name == "results.json":
+      self._wandb.summary.update(obj)
 
   def close(self) -> None:
+    if self._wandb is not None:
+      self._wandb.finish()
+      self._wandb = None
     if self._jsonl is not None:
       self._jsonl.close()
       self._jsonl = None

@@ -112,7 +112,8 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
   runner = exp.runner
   bounded = watchdog.phase  # every wait on the other processes of a multi-process run
 
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = MetricWriter(workdir, enabled=jax.process_index() == 0,
+                        wandb_project=config.wandb_project)
   writer.write_config(config)
   writer.write_json("model_info.json", {"num_classes": exp.dataset.num_classes,
                                         "image_shape": list(exp.dataset.image_shape)})

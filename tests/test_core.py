@@ -233,3 +233,46 @@ def test_tensorboard_reads_the_runs_hparams(mlp_run):
   assert start.hparams["eval_train"].bool_value is True
   assert set(start.hparams) == set(config)  # every field
   assert "test/accuracy" in events.Tags()["scalars"]  # the metrics the dashboard shows beside them
+
+
+def _wandb_records(path):
+  """The records of a W&B run file (a LevelDB-style log of protobuf Records after a 7-byte
+  header), read with wandb's own protos."""
+  from wandb.proto import wandb_internal_pb2
+  data = open(path, "rb").read()
+  assert data[:4] == b":W&B"
+  pos, block, records, pending = 7, 32768, [], b""
+  while pos + 7 <= len(data):
+    if block - pos % block < 7:  # a block's tail too short for a header is padding
+      pos += block - pos % block
+      continue
+    length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+    pending += data[pos + 7:pos + 7 + length]
+    pos += 7 + length
+    if kind in (1, 4):  # a whole record, or the last piece of one
+      records.append(wandb_internal_pb2.Record.FromString(pending))
+      pending = b""
+  return records
+
+
+def test_a_run_logs_to_weights_and_biases_offline(mnist, tmp_path, monkeypatch):
+  pytest.importorskip("wandb", reason="pip install -e .[test] brings wandb")
+  monkeypatch.setenv("WANDB_MODE", "offline")  # the library writes its run files locally
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  workdir = tmp_path / "wb"
+  results = train.train_and_evaluate(tiny_config("mlp", wandb_project="dense-vs-conv-test"),
+                                     str(workdir))
+  runs = [d for d in os.listdir(workdir / "wandb") if d.startswith("offline-run-")]
+  assert len(runs) == 1, os.listdir(workdir / "wandb")
+  path = next((workdir / "wandb" / runs[0]).glob("*.wandb"))
+  records = _wandb_records(path)
+  kind = lambda r: r.WhichOneof("record_type")
+  run = next(r.run for r in records if kind(r) == "run")
+  config = {u.key: json.loads(u.value_json) for u in run.config.update}
+  assert config["model"] == "mlp" and config["learning_rate"] == 1e-3
+  history = [{"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in r.history.item}
+             for r in records if kind(r) == "history"]
+  assert [h["_step"] for h in history if "train/loss" in h] == [10, 20, 30, 40]
+  assert history[-1]["test/accuracy"] == results["test_accuracy"]
+  summary = {u.key: u.value_json for r in records if kind(r) == "summary" for u in r.summary.update}
+  assert json.loads(summary["test_accuracy"]) == results["test_accuracy"]
