@@ -84,3 +84,22 @@ def test_a_run_records_its_training_options(mnist, tmp_path):
   assert (results["grad_accum_steps"], results["warmup_steps"], results["weight_decay"]) == (
       2, 5, 1e-4)
   assert results["steps"] == 10 and np.isfinite(results["test_loss"])
+
+
+def test_a_run_with_these_options_resumes_to_the_same_bits(mnist, tmp_path, caplog):
+  import shutil
+  config = tiny_config("mlp", grad_accum_steps=2, warmup_steps=5, weight_decay=1e-4,
+                       lr_schedule="cosine", num_train_steps=20, checkpoint_every_steps=10)
+  whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
+  # The same workdir as if the run had been killed after its checkpoint at step 10.
+  shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "20")
+  (tmp_path / "resumed" / "results.json").unlink()
+  with caplog.at_level("INFO"):
+    resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert "resumed from the checkpoint at step 10" in caplog.text
+  assert (resumed["test_loss"], resumed["test_accuracy"]) == (whole["test_loss"],
+                                                              whole["test_accuracy"])
+  a = experiment.load_model(str(tmp_path / "whole"))[1]
+  b = experiment.load_model(str(tmp_path / "resumed"))[1]
+  assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
