@@ -64,10 +64,16 @@ FIELDS = {
     "data_dir": Field("", "TFDS data dir ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)", "text",
                       resumable=True),
     # Optimisation.
-    "optimizer": Field("adam", "optimizer", ("adam", "sgd")),
+    "optimizer": Field("adam", "optimizer (beta_lasso: Neyshabur 2020, research/optimizers.py; "
+                       "uses momentum)", ("adam", "sgd", "beta_lasso")),
+    "lasso_lambda": Field(1e-4, "beta_lasso's L1 coefficient λ", "nonnegative"),
+    "lasso_beta": Field(50.0, "beta_lasso's threshold factor β: weights with |w| < β·λ are "
+                        "zeroed each step", "nonnegative"),
+    "fc_alpha": Field(4, "width factor α of the paper's fully connected nets s_fc, d_fc "
+                      "(Neyshabur 2020)", "positive_int"),
     "learning_rate": Field(1e-3, "peak learning rate", "positive"),
     "lr_schedule": Field("constant", "learning rate schedule", ("constant", "cosine")),
-    "momentum": Field(0.9, "SGD momentum (sgd only; 0: none)", "momentum"),
+    "momentum": Field(0.9, "SGD and beta_lasso momentum (0: none)", "momentum"),
     "batch_size": Field(128, "global batch, over all devices and hosts", "positive_int"),
     "grad_accum_steps": Field(1, "micro-batches an optimizer step's batch is split into (their "
                               "gradients averaged): a batch larger than fits at once",

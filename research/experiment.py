@@ -43,7 +43,14 @@ def create_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   if config.optimizer == "sgd":
     sgd = optax.sgd(lr, momentum=config.momentum or None)
     return optax.chain(optax.add_decayed_weights(decay), sgd) if decay > 0 else sgd
-  raise UserError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
+  if config.optimizer == "beta_lasso":  # Neyshabur 2020: L1 step + threshold on the kernels
+    from research import optimizers
+    if decay > 0:
+      raise UserError("beta_lasso has its own L1 penalty (lasso_lambda); set weight_decay=0")
+    return optimizers.beta_lasso(lr, config.lasso_lambda, config.lasso_beta,
+                                 momentum=config.momentum)
+  raise UserError(f"unknown optimizer {config.optimizer!r}; choose 'adam', 'sgd' or "
+                  "'beta_lasso'")
 
 
 def _init_state(config, model, image_shape, total_steps: int) -> steps.TrainState:

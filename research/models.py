@@ -209,6 +209,64 @@ class Conv1DNet(nn.Module):
 
 
 
+@dataclasses.dataclass(frozen=True)
+class Probe:
+  """What a dense net's locality metrics need of its run (research/locality.py): the dataset
+  (its varying pixels set the chance level), the pixel permutation it trains under (its first
+  layer is un-permuted before it is measured) and the window side."""
+  dataset: str = "mnist"
+  data_dir: str = ""
+  permuted: bool = False
+  permutation_seed: int = 0
+  window: int = 7
+
+
+class FC(MLP):
+  """A fully connected net (the MLP's layers and parameter names) whose runs log the locality
+  and sparsity of its first layer at each evaluation (`weight_metrics_fn`, research/locality.py).
+
+    fc     Dense(mlp_hidden...) -> Dense(classes): the calibration MLP 784 -> 512 -> 10 is
+           fc with mlp_hidden=(512,) (407,050 params); with (128,) the seed MLP (101,770)
+    s_fc   Neyshabur 2020's S-FC at MNIST scale: the fully connected counterpart of S-CONV (a
+           9x9 stride-2 conv of α channels -> Dense(24α) -> classes): Dense(14*14*α) ->
+           Dense(24α) -> classes; α = fc_alpha = 4: 784 -> 784 -> 96 -> 10, 691,770 params
+    d_fc   its D-FC: the counterpart of D-CONV (eight 3x3 convs of α, 2α, 2α, 4α, 4α, 8α, 8α,
+           16α channels, strides 1, 2, 1, 2, 1, 2, 1, 2, SAME -> Dense(64α) -> classes): Dense
+           layers of the convs' output sizes α*(784, 392, 392, 196, 196, 128, 128, 64), then
+           64α, then classes; α = 1: 1,247,650 params (α = 4: 12,550,570)
+  (tests/test_locality.py checks these counts.) The widths are ours at MNIST's 28x28 (the paper's
+  nets are for 32x32 CIFAR); α is `fc_alpha`.
+  """
+  probe: Probe | None = None
+
+
+def s_fc_widths(alpha: int, image_shape=(28, 28)) -> tuple[int, ...]:
+  h, w = -(-int(image_shape[0]) // 2), -(-int(image_shape[1]) // 2)  # stride 2, SAME
+  return (h * w * alpha, 24 * alpha)
+
+
+def d_fc_widths(alpha: int, image_shape=(28, 28)) -> tuple[int, ...]:
+  h, w = int(image_shape[0]), int(image_shape[1])
+  out = []
+  for channels, stride in zip((1, 2, 2, 4, 4, 8, 8, 16), (1, 2, 1, 2, 1, 2, 1, 2)):
+    h, w = -(-h // stride), -(-w // stride)
+    out.append(h * w * channels * alpha)
+  return tuple(out) + (64 * alpha,)
+
+
+def _probe(config) -> Probe:
+  return Probe(dataset=config.dataset, data_dir=config.data_dir,
+               permuted=config.pixel_permutation == "train_test",
+               permutation_seed=int(config.permutation_seed))
+
+
+def _fc(widths):
+  def build(config, num_classes, dtype, block):
+    return FC(hidden=tuple(widths(config)), num_classes=num_classes, block=block, dtype=dtype,
+              probe=_probe(config))
+  return build
+
+
 def conv_block(config, platform: str | None = None, num_devices: int = 1):
   """The block a CNN computes its conv layers with on `platform` ('cpu', 'gpu', 'tpu'; default
   JAX's backend) over `num_devices`, for `config.conv_impl`. flax's nn.Conv on GPU and TPU and
@@ -237,6 +295,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn1d": lambda config, num_classes, dtype, block: Conv1DNet(
         features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
         pool=config.cnn_pool, num_classes=num_classes, dtype=dtype),
+    # Dense nets whose runs log their first layer's locality (FC; research/locality.py).
+    "fc": _fc(lambda config: config.mlp_hidden),
+    "s_fc": _fc(lambda config: s_fc_widths(config.fc_alpha)),
+    "d_fc": _fc(lambda config: d_fc_widths(config.fc_alpha)),
 }
 
 
@@ -277,7 +339,11 @@ def weight_metrics_fn(model: nn.Module, image_shape) -> Callable[[dict], dict] |
   """For an eFCN (a CNN with `as_dense=True`): params -> {"outside_local/ConvDense_i": ...,
   "outside_conv/ConvDense_i": ...}, the share of each conv-derived matrix's norm outside the
   locally connected and the convolutional pattern of its conv (equivalence.subspace_fractions).
-  None for other models. train.py logs it at each evaluation (split "weights")."""
+  For an FC (fc, s_fc, d_fc): its first layer's locality on the original grid, the chance level
+  and the fraction of weights left in each layer (research/locality.metrics_fn). None for other
+  models. train.py logs it at each evaluation (split "weights")."""
+  if isinstance(model, FC) and model.probe is not None:
+    return _locality_metrics(model.probe, image_shape)
   if not (isinstance(model, CNN) and model.as_dense):
     return None
   geometry, shape = [], tuple(image_shape)
@@ -298,6 +364,20 @@ def weight_metrics_fn(model: nn.Module, image_shape) -> Callable[[dict], dict] |
     return out
 
   return metrics
+
+
+def _locality_metrics(probe: Probe, image_shape):
+  """research/locality.metrics_fn for a run of `probe`: the varying inputs of the dataset's
+  original training images (when their shape is the run's) and its pixel permutation."""
+  import ml_collections
+  from research import data, locality, transforms
+  ds = data.load_dataset(ml_collections.ConfigDict(
+      {"dataset": probe.dataset, "data_dir": probe.data_dir}))
+  same = tuple(ds.image_shape) == tuple(image_shape)
+  varying = locality.varying_pixels(ds.train_images) if same else None
+  perm = (transforms.pixel_permutation(tuple(image_shape), probe.permutation_seed)
+          if probe.permuted else None)
+  return locality.metrics_fn(tuple(image_shape), probe.window, varying, perm)
 
 
 def count_params(params) -> int:

@@ -1,0 +1,82 @@
+"""Locality learned from data: a dense net trained with β-LASSO (Neyshabur 2020) against the same
+net trained with SGD, on original pixels and on the seeds' shuffled pixels (its first layer then
+un-permuted back onto the grid and measured there), on MNIST, Fashion-MNIST and MNIST-1D.
+
+The model is the calibration point's MLP, 784 -> 512 -> 10 (`fc` with mlp_hidden=(512,): the
+seed MLP's layers, wider; it logs its first layer's locality at each evaluation). Every run:
+SGD with momentum 0.9, rate 0.05 (the calibration point's; not searched here), batch 128,
+constant rate, β = 50, the same epochs within a dataset (MNIST and Fashion-MNIST 10, MNIST-1D
+100: its 3,500 training sequences make 27 steps an epoch), a 5,000-image validation split held
+out of the training set (500 sequences for MNIST-1D) on which λ is chosen by the study. One fixed
+pixel permutation (permutation_seed 0).
+
+  python -m research.studies locality --output_dir docs/studies/locality --runs_dir runs/locality
+  --sweep=configs/sweeps/locality.py:ARG, ARG a comma-separated list of parts (default: all):
+  mnist      MNIST: SGD, β-LASSO λ in LAMBDAS, each on original pixels; SGD and β-LASSO at
+             λ = 4e-4 on shuffled pixels (the priority: the calibration point's cells)
+  fashion    Fashion-MNIST: SGD, β-LASSO λ = 4e-4
+  mnist1d    MNIST-1D: SGD, β-LASSO λ in (4e-4, 1e-3)
+  quick      a few steps of MNIST (SGD, β-LASSO, shuffled β-LASSO), one seed: a smoke check
+"""
+LAMBDAS = (1e-4, 4e-4, 1e-3)
+EPOCHS = 10
+EPOCHS_1D = 100
+
+
+def _bl(lam):
+  return {"optimizer": "beta_lasso", "lasso_lambda": lam}
+
+
+SGD = {"optimizer": "sgd"}
+SHUFFLED = {"pixel_permutation": "train_test"}
+MNIST = {"dataset": "mnist"}
+FASHION = {"dataset": "fashion_mnist"}
+MNIST1D = {"dataset": "mnist1d", "validation_size": 500, "num_epochs": EPOCHS_1D,
+           "eval_every_epochs": 10, "log_every_steps": 270}
+
+# condition -> overrides; the study reads dataset, optimizer, λ and the shuffle from each run's
+# config.json, not from these names.
+PARTS = {
+    "mnist": {
+        "mnist-sgd": {**MNIST, **SGD},
+        **{f"mnist-bl{lam:g}": {**MNIST, **_bl(lam)} for lam in LAMBDAS},
+        "mnist_shuffled-sgd": {**MNIST, **SHUFFLED, **SGD},
+        "mnist_shuffled-bl0.0004": {**MNIST, **SHUFFLED, **_bl(4e-4)},
+    },
+    "fashion": {
+        "fashion-sgd": {**FASHION, **SGD},
+        "fashion-bl0.0004": {**FASHION, **_bl(4e-4)},
+    },
+    "mnist1d": {
+        "mnist1d-sgd": {**MNIST1D, **SGD},
+        "mnist1d-bl0.0004": {**MNIST1D, **_bl(4e-4)},
+        "mnist1d-bl0.001": {**MNIST1D, **_bl(1e-3)},
+    },
+}
+
+
+def get_sweep(arg=None):
+  quick = arg == "quick"
+  keys = ["mnist"] if quick else (arg.split(",") if arg else list(PARTS))
+  unknown = [k for k in keys if k not in PARTS]
+  if unknown:
+    raise ValueError(f"unknown parts {unknown}; choose from {list(PARTS)} or quick")
+  conditions = {name: dict(o) for k in keys for name, o in PARTS[k].items()}
+  if quick:
+    conditions = {k: conditions[k] for k in ("mnist-sgd", "mnist-bl0.0004",
+                                             "mnist_shuffled-bl0.0004")}
+  common = {"parallelism": "single", "batch_size": 128, "learning_rate": 0.05, "momentum": 0.9,
+            "lr_schedule": "constant", "num_epochs": EPOCHS, "validation_size": 5000,
+            "lasso_beta": 50.0, "eval_every_epochs": 1, "eval_train": False,
+            "log_every_steps": 430, "checkpoint_every_steps": 5000, "permutation_seed": 0,
+            "transform_seed": 0}
+  if quick:
+    common.update(num_train_steps=60, eval_every_epochs=0, log_every_steps=20)
+  return {
+      "base": "configs.mnist_mlp",
+      "common": common,
+      "models": {"fc512": {"model": "fc", "mlp_hidden": (512,)}},
+      "conditions": conditions,
+      "seeds": [0] if quick else [0, 1, 2],
+      "resources": {"num_cpus": 1},
+  }
