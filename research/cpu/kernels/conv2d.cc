@@ -1,4 +1,4 @@
-// A stride-1 VALID convolution + bias and its two gradients, for XLA:CPU (research/fused.py
+// A stride-1 VALID convolution + bias and its two gradients, for XLA:CPU (research/cpu/build.py
 // builds and registers it; conv_impl='fused' uses it for a layer on many input channels, the seed
 // CNN's second, 13x13x32 -> 64).
 //
@@ -18,21 +18,11 @@
 // Sums run in a fixed order whatever the threads do: the kernel gradient keeps one partial sum
 // per block of images and adds them in block order.
 //
-// Measured on a 2-core AMD EPYC (AVX-512), batch 128, the seed CNN's second layer alone, min of
-// 30 (XLA's float32 2048^2 matmul: 378 GFLOP/s in the same run): forward 1.33 ms (431 GFLOP/s)
-// against Eigen's 1.72, input gradient 1.67 ms against 2.54, kernel gradient 2.08 against 2.59.
-// The register block matters: with rows of 11 done as one block of 6 and five of 1 the forward
-// took 2.44 ms (rows are now split evenly, 5 + 6: EvenBlocks); skipping the input gradient's zero rows took it from
-// 2.06 to 1.67 ms. Later, in one process with the earlier build, medians of 60 interleaved
-// calls (an A/B of the two builds): the kernel gradient with the K taps of a kernel row in one
-// block and its dy vectors held in registers (v16.h's Pin) 2.12 ms against 2.85, 2.16 against
-// 2.99 (on one thread, 64 images: 1.80 against 3.10); the scattered input gradient 2.41 against
-// 2.36, 2.46 against 2.56 (no gain in XLA, though it does fewer FMAs and needs no padded copy).
-// Tried and not kept: the relu and the pool fused in (the pre-activation map stored for the
-// backward, dz made per image in cache): the layer's forward + both gradients 8.23 ms against
-// 8.05 with XLA doing the relu and pool around these kernels (medians of 25, interleaved in one
-// process). The relu and pool run as relu_pool.cc's two passes instead: a profile of the whole
-// step later found XLA's fusions for them at ~2 ms of a ~10 ms step.
+// The register blocks are what make it fast: rows split evenly into blocks (EvenBlocks), the K
+// taps of a kernel row in one kernel-gradient block with its dy vectors held in registers
+// (v16.h's Pin), and no FMA on the input gradient's padding zeros. The relu and pool stay outside
+// (relu_pool.cc). scripts/profile_step.py times each product against Eigen's
+// (docs/performance.md).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -223,7 +213,7 @@ void KernelGradImage(const Shape& d, const float* xb, const float* dyb, float* d
 }
 
 // The (K, C, F) compiled: 3x3 kernels from 16, 32 or 64 channels to 32 or 64 features (C and
-// F multiples of 16). research/fused.py asks Conv2dCompiled before using a shape.
+// F multiples of 16). research/cpu/fused.py asks Conv2dCompiled before using a shape.
 #define SHAPES(X) \
   X(3, 16, 32) X(3, 16, 64) X(3, 32, 32) X(3, 32, 64) X(3, 64, 64)
 
@@ -332,10 +322,9 @@ extern "C" int Conv2dCompiled(int64_t k, int64_t channels, int64_t features) {
 
 // Whether this build is one the register blocks were sized for: 16-float vectors in 32
 // registers, i.e. AVX-512. Elsewhere each 16-float vector takes 2 (AVX2) or 4 (NEON, SSE)
-// registers and the blocks spill: built with -march=haswell on the AMD EPYC of the numbers above,
-// the three products took 64, 148 and 62 ms against Eigen's 2.0, 2.8 and 2.5. The kernels still
-// compute the right thing there (the tests run them), but research/fused.py uses them only
-// where this says 1.
+// registers and the blocks spill, which makes the products many times slower than Eigen's. The
+// kernels still compute the right thing there (the tests run them), but research/cpu/fused.py
+// uses them only where this says 1.
 extern "C" int Conv2dTuned() {
 #if defined(__AVX512F__)
   return 1;

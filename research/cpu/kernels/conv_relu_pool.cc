@@ -1,5 +1,5 @@
 // Convolution + bias + ReLU + non-overlapping max pool, fused, and its gradients, for XLA:CPU
-// (research/fused.py builds and registers it; conv_impl='fused').
+// (research/cpu/build.py builds and registers it; conv_impl='fused').
 //
 // Layouts are the project's: x [N, H, W, C] (NHWC), kernel [k, k, C, F] (HWIO), bias [F],
 // output [N, Ho/p, Wo/p, F] with Ho = (H - k)/s + 1 (VALID; SAME is padded before the call) and
@@ -148,7 +148,7 @@ void InputGradImage(const Shape& d, const float* xb, const float* kernel, const 
 }
 
 // The (K, C, F) compiled: 3x3 kernels on 1 and 3 channels and 5x5 on one, to 16, 32 or 64
-// features. research/fused.py asks ConvReluPoolCompiled before using a shape.
+// features. research/cpu/fused.py asks ConvReluPoolCompiled before using a shape.
 #define SHAPES(X) \
   X(3, 1, 16) X(3, 1, 32) X(3, 1, 64) X(5, 1, 16) X(5, 1, 32) X(5, 1, 64) X(3, 3, 16) \
   X(3, 3, 32) X(3, 3, 64)
@@ -206,8 +206,7 @@ struct KernelGradOp {
       for (int64_t n = b * d.n / blocks; n < (b + 1) * d.n / blocks; ++n) {
         const float* xn = x + n * d.h * d.w * d.c;
         const float* dyn = dy + n * d.hp * d.wp * F;
-        // the seed CNN's pool with its window loops unrolled: 0.72-0.74 of the time of the
-        // general loops (an A/B of the two builds, medians of 100 calls)
+        // the seed CNN's pool with its window loops unrolled (faster than the general loops)
         if (d.p == 2)
           KernelGradImage<K, C, F, 2>(d, xn, kernel, bias, dyn, dk, dk + T * F);
         else

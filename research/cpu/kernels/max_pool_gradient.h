@@ -1,5 +1,5 @@
 // The gradient of relu then non-overlapping max pool over one window, shared by the XLA:CPU
-// kernels in this folder that pool (research/fused.py builds them).
+// kernels in this folder that pool (research/cpu/build.py builds them).
 #ifndef RESEARCH_KERNELS_MAX_POOL_GRADIENT_H_
 #define RESEARCH_KERNELS_MAX_POOL_GRADIENT_H_
 

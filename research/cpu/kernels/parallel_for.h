@@ -1,4 +1,4 @@
-// ParallelFor, shared by the XLA:CPU kernels in this folder (research/fused.py builds them).
+// ParallelFor, shared by the XLA:CPU kernels in this folder (research/cpu/build.py builds them).
 #ifndef RESEARCH_KERNELS_PARALLEL_FOR_H_
 #define RESEARCH_KERNELS_PARALLEL_FOR_H_
 
@@ -15,13 +15,8 @@ namespace research {
 // fn(i) for i in [0, n), on as many threads as XLA:CPU's intra-op pool has, the caller one of
 // them. Every i runs exactly once; a helper that starts after all are taken only reads `state`,
 // and if no helper starts the caller does all of them.
-//
-// Measured in the seed CNN's 10-step chunk on a 2-core AMD EPYC (AVX-512) with both layers as
-// kernels, each setting in its own process and normalized by `hybrid` in the same run:
-// the first layer's kernel on half of the pool (the caller alone) 0.549 and 0.521 of hybrid's
-// step time, on the whole pool 0.477 and 0.493. (With the second layer on Eigen, on a Sapphire
-// Rapids Xeon, half had been faster: 13.3 against 14.1 ms; XLA then had Eigen's convolutions to
-// run beside it.) One more worker than the pool, oversubscribing the cores, measured no faster.
+// Which thread runs which i never changes a result: the kernels give each i its own outputs or
+// its own partial sum, added in index order after the loop.
 template <typename Fn>
 void ParallelFor(xla::ffi::ThreadPool& pool, int64_t n, const Fn& fn) {
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));

@@ -1,11 +1,11 @@
-// ReLU then non-overlapping max pool, and its gradient, for XLA:CPU (research/fused.py builds and
-// registers it; conv_impl='fused' runs it after a layer of conv2d.cc's kernels).
+// ReLU then non-overlapping max pool, and its gradient, for XLA:CPU (research/cpu/build.py builds
+// and registers it; conv_impl='fused' runs it after a layer of conv2d.cc's kernels).
 //
 // y [N, H, W, F] -> out [N, H/p, W/p, F], the trailing rows and columns that do not fill a window
 // dropped, as research.models.max_pool does; the gradient is JAX's for relu then max
 // (max_pool_gradient.h), and NaN propagates through the forward as through XLA's max. Both are
 // memory-bound passes over the map: XLA:CPU's fusions for the reshape-and-max pool ran them at a
-// small fraction of the memory's speed (numbers in research/fused.py).
+// small fraction of the memory's speed (scripts/profile_step.py times both).
 #include <algorithm>
 #include <cstdint>
 

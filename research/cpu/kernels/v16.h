@@ -1,7 +1,7 @@
 // 16 floats as one value (GCC/Clang vector extensions): one AVX-512 register, two AVX2 ones, four
 // NEON ones. Shared by the XLA:CPU kernels in this folder: written with it, a loop over features
-// is vector code whatever the auto-vectorizer decides (it left relu_pool.cc's max loop scalar
-// inside XLA's calls: 1.1 ms against 0.06 for a 4 MB map).
+// is vector code whatever the auto-vectorizer decides (it can leave a loop scalar inside XLA's
+// calls, many times slower than the same loop standalone).
 #ifndef RESEARCH_KERNELS_V16_H_
 #define RESEARCH_KERNELS_V16_H_
 
