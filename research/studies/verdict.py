@@ -17,13 +17,20 @@ import sys
 import textwrap
 
 from research import studies
-from research.sweeps import report
+from research.studies import _rules
+from research.sweeps import records, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_1 = "Can Dense and Conv2D layers perform equivalent functions? (seed document 1)"
 SEED_2 = "What Dense \"sees\" in an image (seed document 2)"
 ANSWER_BEGIN = "<!-- answer:begin (written by python -m research.studies.verdict) -->"
 ANSWER_END = "<!-- answer:end -->"
+ANCHORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "anchors.json")
+ALPHA = 0.05  # the family-wise error rate of the verdict's tests (Holm)
+MARGINS = {3: 0.005, 8: 0.01}  # equivalence margins (fractions) of claims 3 and 8
+PLURAL = {"holds": "hold", "holds in part": "hold in part", "does not hold": "do not hold"}
+VERDICTS = ("holds", "holds in part", "not contradicted", "undetermined", "does not hold",
+            "not judged (under-trained)")
 
 
 @dataclasses.dataclass
@@ -74,6 +81,44 @@ class Results:
       self._cache[study, "csv"] = pd.read_csv(self.path(study, "results.csv"))
     return self._cache[study, "csv"]
 
+  def acc(self, study: str, model: str, condition: str):
+    """The trained runs' test accuracies of a cell (no test-time evaluations)."""
+    f = self.csv(study)
+    sel = f[(f["model"] == model) & (f["condition"] == condition) & (f["status"] != "eval")]
+    return sel["test_accuracy"].to_numpy(float)
+
+  def cell_info(self, study: str) -> dict:
+    """{(model, condition): {marker, budget, rate, n, mean, ci95}} of a study's trained cells,
+    from results.csv and the run records (runs.jsonl: each run's config and test curve)."""
+    if (study, "cells") not in self._cache:
+      frame = self.csv(study)
+      trained = frame[frame["status"] != "eval"]
+      runs = records.read(os.path.join(self.studies_dir, study, "runs.jsonl"))
+      curves = report.learning_curves(trained.to_dict("records"), "test", runs)
+      markers = report.under_trained_cells(curves) if len(curves) else {}
+      out = {}
+      for (model, condition), cell in trained.groupby(["model", "condition"], sort=False):
+        name = os.path.basename(os.path.normpath(cell["workdir"].iloc[0]))
+        config = json.loads(runs[name]["config.json"]) if name in runs else {}
+        mean, half = report.t_interval(cell["test_accuracy"])
+        out[model, condition] = {"marker": markers.get((model, condition)), "n": len(cell),
+                                 "mean": mean, "ci95": half, "budget": _rules.budget(config, cell),
+                                 "rate": _rules.rate(config, cell)}
+      self._cache[study, "cells"] = out
+    return self._cache[study, "cells"]
+
+
+def anchors(path: str = "") -> dict:
+  """The external numbers (research/studies/anchors.json, or `path`); every anchor must cite
+  its source."""
+  path = path or ANCHORS
+  with open(path) as f:
+    found = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+  for name, anchor in found.items():
+    if not anchor.get("source") or not anchor.get("rows"):
+      raise ValueError(f"{path}: anchor {name!r} needs a 'source' and its 'rows'")
+  return found
+
 
 def pct(mean, half=float("nan")):
   return report.fmt_interval(mean, half) + "%"
@@ -98,7 +143,8 @@ def gap(summary, a, b, condition):
 
 
 def claims(results: Results) -> list[Claim]:
-  """Every registered study's claims, in the seeds' order."""
+  """Every registered study's claims, in the seeds' order, as the studies gather them (their
+  evidence); `judge` decides the verdicts."""
   found = []
   for name in studies.names():
     module = studies.load(name)
@@ -107,13 +153,34 @@ def claims(results: Results) -> list[Claim]:
   return sorted(found, key=lambda c: c.order)
 
 
+def judge(found: list[Claim], results: Results):
+  """Each claim's verdict from the family of tests (research/studies/_rules.py); external
+  numbers from anchors.json. Returns the family."""
+  tests = _rules.judge(found, results)
+  zhang = anchors()["zhang2017_cifar10"]
+  for claim in found:
+    claim.evidence = [e for e in claim.evidence if not e.startswith("CIFAR-10 (not measurable")]
+    if claim.order == 7:
+      claim.evidence.append(
+          f"CIFAR-10 (not measurable offline here; {zhang['source']}; {zhang['budget']}): " +
+          "; ".join(f"{setting}: " + ", ".join(f"{k} {v}%" for k, v in row.items())
+                    for setting, row in zhang["rows"].items()) + f" ({zhang['taken']}).")
+  return tests
+
+
 def notes(results: Results) -> list[str]:
   """The paragraphs after the claims: the studies' notes and the seeds' Keras runs, in order."""
   parts = []
   for name in studies.names():
     module = studies.load(name)
-    if hasattr(module, "notes"):
-      parts += module.notes(results)
+    if hasattr(module, "notes"):  # the anchors are this module's (anchors.json), not a study's
+      parts += [p for p in module.notes(results) if "## External anchors" not in p[1]]
+  paper = anchors()["mnist1d_paper"]
+  parts.append((10, ["", "## External anchors", "", f"MNIST-1D's paper ({paper['source']}; "
+                     f"{paper['budget']}), test accuracy, mean ± std: " + "; ".join(
+                         f"{cond}: " + ", ".join(f"{k} {v[0]} ± {v[1]}%" for k, v in row.items())
+                         for cond, row in paper["rows"].items()) +
+                     ". This project's runs of its recipe: docs/studies/mnist1d (when run)."]))
   parts.append((15, keras_anchor(os.path.dirname(results.studies_dir))))
   return [line for _, lines in sorted(parts, key=lambda p: p[0]) for line in lines]
 
@@ -133,17 +200,23 @@ def keras_anchor(docs_dir: str) -> list[str]:
               f"{100 * p['final_accuracy']:.2f}%" for m, k, p in runs) + "."]
 
 
-def render(found: list[Claim], after: list[str]) -> str:
-  counts = {v: sum(1 for c in found if c.verdict == v)
-            for v in ("holds", "holds in part", "does not hold")}
+def render(found: list[Claim], after: list[str], tests=(), cells=()) -> str:
+  counts = {v: sum(1 for c in found if c.verdict == v) for v in VERDICTS}
+  usable = sum(t.usable for t in tests)
   lines = ["# Verdict: the seeds' claims, measured", "",
            "Written by `python -m research.studies.verdict` from the studies' result files in "
-           "docs/studies/ (each names the command that wrote it); no number on this page is "
-           "typed by hand. Intervals are 95% Student t (cells) and Welch (differences) over "
-           "seeds; a difference counts only when its interval excludes zero.", "",
-           f"Of {len(found)} claims: {counts['holds']} hold, {counts['holds in part']} hold in "
-           f"part, {counts['does not hold']} do not hold.", "",
-           "| # | claim | verdict |", "|---|---|---|"]
+           "docs/studies/ (each names the command that wrote it) and the external numbers of "
+           "research/studies/anchors.json (each with its source); no number on this page is "
+           "typed by hand. Cells: mean ± 95% Student t interval over seeds. Each verdict rests "
+           f"on the tests listed under it: together they are one family of {usable} tests, "
+           f"corrected by Holm's procedure at a family-wise error rate of {100 * ALPHA:.0f}% "
+           "(Welch tests of differences; TOST with a stated margin for claims of no "
+           "difference). A cell still rising by more than its own interval over the last 20% "
+           "of its training is under-trained and carries no verdict. The intervals in the "
+           "evidence lines and in the notes after the claims are uncorrected, each at 95%.", "",
+           f"Of {len(found)} claims: " + ", ".join(
+               f"{n} {PLURAL.get(v, v) if n > 1 else v}" for v, n in counts.items() if n) +
+           ".", "", "| # | claim | verdict |", "|---|---|---|"]
   for i, c in enumerate(found, 1):
     short = c.quote if len(c.quote) < 90 else c.quote[:87] + "..."
     lines.append(f"| {i} | {short} | **{c.verdict}** |")
@@ -151,6 +224,11 @@ def render(found: list[Claim], after: list[str]) -> str:
     lines += ["", f"## {i}. {c.verdict}", "", f"> {c.quote}", "", f"*{c.source}*", ""]
     lines += [f"- {e}" for e in c.evidence]
     lines += ["", f"Rule: {c.rule}"]
+  if cells:
+    lines += ["", "## The cells the tests use", "", "Each with its budget and how its learning "
+              "rate was set; 'under-trained': the mean rise of test accuracy over the last 20% "
+              "of training (linear between evaluations) against the cell's 95% half-width.", "",
+              *cells]
   return "\n".join(lines + after) + "\n"
 
 
@@ -181,9 +259,8 @@ def answer(results: Results) -> str:
   items = [f"{_pp_first(g)} on {where}" for g, where in cnn]
   text = (f"**The answer, measured** ([docs/verdict.md](docs/verdict.md): every claim of the "
           f"seeds, its verdict and numbers, written by `python -m research.studies.verdict` from "
-          f"the studies of [docs/results.md](docs/results.md); "
-          f"{cell(harder, 'mlp', 'MNIST')['n']} seeds, equal epochs, learning rates chosen on a "
-          "validation split, 95% intervals). As functions, yes: every convolution *is* a dense "
+          f"the studies of [docs/results.md](docs/results.md); {_rules.protocol(results)}; 95% "
+          "intervals, each uncorrected; the verdict's tests are Holm-corrected). As functions, yes: every convolution *is* a dense "
           "layer with a sparse, tied matrix and every dense layer *is* a convolution covering its "
           "whole input, exactly (`research/equivalence.py`). ")
   text += ("As learners, no: at equal budgets the seed CNN beats the seed MLP by " if wins else
@@ -248,7 +325,8 @@ def write(studies_dir: str, output: str, readme: str = "", log=print) -> list[Cl
   before writing anything when a result file is missing."""
   results = Results(studies_dir)
   found = claims(results)
-  page = render(found, notes(results))
+  tests = judge(found, results)
+  page = render(found, notes(results), tests, _rules.cells_table(results, tests))
   text = answer(results) if readme else ""
   _write(output, page)
   log(f"wrote {output}: " + ", ".join(f"{i}. {c.verdict}" for i, c in enumerate(found, 1)))

@@ -166,27 +166,64 @@ def lr_search_table(table: list[dict]) -> list[str]:
   return lines
 
 
-def learning_curves(rows: list[dict], split: str = "test"):
-  """A frame (model, condition, seed, step, epoch, accuracy) of every finished run's per-epoch
-  `split` evaluations ('test' or 'validation'), read from the runs' metrics.jsonl."""
+def learning_curves(rows: list[dict], split: str = "test", records: dict | None = None):
+  """A frame (model, condition, seed, step, epoch, accuracy, total_steps) of every finished
+  run's per-epoch `split` evaluations ('test' or 'validation'), read from the runs'
+  metrics.jsonl, or from `records` ({run name: files}, records.read of a study's runs.jsonl)
+  for a run whose workdir is not on this machine."""
   import json
   import pandas as pd
   out = []
   for r in rows:
     if r.get("status") in ("failed", "eval") or not r.get("workdir"):
       continue
-    metrics = read_metrics(r["workdir"], split)
+    files = (records or {}).get(os.path.basename(os.path.normpath(r["workdir"])))
+    if files and not os.path.isfile(os.path.join(r["workdir"], "metrics.jsonl")):
+      metrics = _metrics(files.get("metrics.jsonl", "").splitlines(), split)
+      config = json.loads(files["config.json"])
+    else:
+      metrics = read_metrics(r["workdir"], split)
+      if not metrics:
+        continue
+      with open(os.path.join(r["workdir"], "config.json")) as f:
+        config = json.load(f)
     if not metrics:
       continue
-    with open(os.path.join(r["workdir"], "config.json")) as f:
-      config = json.load(f)
     last = metrics[-1]["step"]  # the final evaluation: num_epochs epochs (when set by epochs)
     per_epoch = last / config["num_epochs"] if config.get("num_train_steps", -1) <= 0 else None
+    total = r.get("steps") if r.get("steps") == r.get("steps") and r.get("steps") else last
     for m in metrics:
       out.append({"model": r["model"], "condition": r["condition"], "seed": r["seed"],
                   "step": m["step"], "epoch": m["step"] / per_epoch if per_epoch else None,
-                  "accuracy": m["accuracy"]})
-  return pd.DataFrame(out, columns=["model", "condition", "seed", "step", "epoch", "accuracy"])
+                  "accuracy": m["accuracy"], "total_steps": int(total)})
+  return pd.DataFrame(out, columns=["model", "condition", "seed", "step", "epoch", "accuracy",
+                                    "total_steps"])
+
+
+def under_trained_cells(curves, fraction: float = 0.2) -> dict:
+  """{(model, condition): stats.under_trained(...)} of learning_curves' frame: a cell whose test
+  accuracy still rose, over its last `fraction` of training, by more than its own 95% half-width
+  is under-trained (its table marks it; it carries no verdict)."""
+  from research import stats
+  out = {}
+  for (model, condition), cell in curves.groupby(["model", "condition"], sort=False):
+    rises, finals = [], []
+    for _, run in cell.groupby("seed"):
+      run = run.sort_values("step")
+      rises.append(stats.late_rise(run["step"], run["accuracy"], run["total_steps"].iloc[0],
+                                   fraction))
+      finals.append(run["accuracy"].iloc[-1])
+    out[model, condition] = stats.under_trained(rises, finals, fraction)
+  return out
+
+
+def under_trained_mark(marker: dict | None) -> str:
+  """The table cell of a marker: 'under-trained (+1.20 pp > ±0.40)', 'no (+0.05 pp)', or '?'."""
+  if not marker or marker["under_trained"] is None:
+    return "? (no curve that early)"
+  word = "**under-trained**" if marker["under_trained"] else "no"
+  sign = ">" if marker["under_trained"] else "<="
+  return f"{word} (last 20%: {100 * marker['rise']:+.2f} pp {sign} ±{100 * marker['half']:.2f})"
 
 
 def plot_learning_curves(curves, path: str, title: str, panels: str = "condition") -> None:
@@ -312,12 +349,17 @@ def command_line() -> str:
 
 
 def read_metrics(workdir: str, split: str = "train") -> list[dict]:
-  import json
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    lines = [json.loads(line) for line in f if line.strip()]
+    return _metrics(f, split)
+
+
+def _metrics(lines, split: str) -> list[dict]:
+  """The `split` lines of a metrics.jsonl's lines, one per step (the last), by step."""
+  import json
+  lines = [json.loads(line) for line in lines if line.strip()]
   by_step = {}
   for line in lines:  # runs resumed before metrics.jsonl was trimmed on resume may repeat steps
     if line.get("split") == split:

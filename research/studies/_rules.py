@@ -1,0 +1,266 @@
+"""The verdict's rules: the family of tests the claims are judged by, Holm's correction over
+it, the under-trained marker of every cell a test uses, and the rule of each claim.
+
+The study modules gather each claim's evidence (`claims(results)`); the verdict is decided here,
+for every claim at once, so the family of tests is one list that Holm's procedure corrects
+(family-wise error rate `verdict.ALPHA`). A test whose cells are under-trained (still rising by
+more than their own interval over the last 20% of training) leaves the family: it carries no
+verdict. Equivalence claims are judged by TOST with a stated margin (`verdict.MARGINS`).
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from research import stats
+from research.sweeps import report
+
+
+@dataclasses.dataclass
+class Test:
+  claim: int
+  what: str
+  kind: str  # difference | equivalence | threshold | range
+  result: dict
+  cells: list  # (study, model, condition)
+  usable: bool = True
+  adjusted: float = float("nan")
+  reject: bool = False
+
+  @property
+  def p(self) -> float:
+    return self.result["p"]
+
+  def line(self, size: int) -> str:
+    r = self.result
+    if self.kind == "equivalence":
+      numbers = (f"{100 * r['diff']:+.2f} pp, 90% interval [{100 * r['low']:+.2f}, "
+                 f"{100 * r['high']:+.2f}] against the margin ±{100 * r['margin']:.1f} pp (TOST)")
+    elif self.kind == "difference":
+      numbers = f"{100 * r['diff']:+.2f} pp (Welch)"
+    else:
+      numbers = f"mean {100 * r['mean']:.2f}%"
+    if not self.usable:
+      return f"{self.what}: {numbers}; not judged: a cell is under-trained."
+    word = "rejected" if self.reject else "not rejected"
+    return (f"{self.what}: {numbers}; p = {self.p:.2g}, Holm-adjusted {self.adjusted:.2g} over "
+            f"the family of {size}: H0 {word} at {100 * ALPHA():.0f}% family-wise.")
+
+
+def ALPHA() -> float:
+  from research.studies import verdict
+  return verdict.ALPHA
+
+
+def family(results) -> list[Test]:
+  """Every test a verdict rests on, from the studies' results.csv."""
+  from research.studies.verdict import MARGINS
+  h, s, t = "harder", "shuffled", "tabular"
+  acc = results.acc
+  out = [Test(1, "H0: seed CNN = seed MLP on MNIST", "difference",
+              stats.difference_test(acc(h, "cnn", "MNIST"), acc(h, "mlp", "MNIST")),
+              [(h, "cnn", "MNIST"), (h, "mlp", "MNIST")]),
+         Test(2, "H0: the seed MLP's mean on MNIST lies outside [97, 98.5]%", "range",
+              stats.range_test(acc(h, "mlp", "MNIST"), 0.97, 0.985), [(h, "mlp", "MNIST")])]
+  shuf, orig = acc(s, "mlp", "MNIST shuffled"), acc(s, "mlp", "MNIST")
+  cells = [(s, "mlp", "MNIST"), (s, "mlp", "MNIST shuffled")]
+  out += [Test(3, "H0: the MLP's shuffle change on MNIST is at least the margin", "equivalence",
+               stats.tost(shuf, orig, MARGINS[3]), cells),
+          Test(3, "H0: the MLP's shuffle change on MNIST is 0", "difference",
+               stats.difference_test(shuf, orig), cells)]
+  m = stats.mean_test(acc(s, "cnn", "MNIST shuffled"), 0.2)
+  out.append(Test(4, "H0: the CNN retrained on shuffled MNIST averages 20%", "threshold",
+                  {**m, "p": min(1.0, 2 * min(m["p_below"], m["p_above"]))},
+                  [(s, "cnn", "MNIST shuffled")]))
+  for condition in ("Fashion-MNIST", "cluttered MNIST 60x60", "MNIST-1D"):
+    conv = "cnn1d" if condition == "MNIST-1D" else "cnn"
+    if len(acc(h, conv, condition)):
+      out.append(Test(7, f"H0: {conv} = MLP on {condition}", "difference",
+                      stats.difference_test(acc(h, conv, condition), acc(h, "mlp", condition)),
+                      [(h, conv, condition), (h, "mlp", condition)]))
+  conv, mlp = acc(t, "cnn1d", "original columns"), acc(t, "mlp", "original columns")
+  cells = [(t, "cnn1d", "original columns"), (t, "mlp", "original columns")]
+  out += [Test(8, "H0: |1-D CNN − MLP| on the table is at least the margin", "equivalence",
+               stats.tost(conv, mlp, MARGINS[8]), cells),
+          Test(8, "H0: 1-D CNN = MLP on the table", "difference",
+               stats.difference_test(conv, mlp), cells)]
+  return out
+
+
+def correct(tests: list[Test], results) -> list[Test]:
+  """Marks tests on under-trained cells unusable, then Holm over the usable ones."""
+  for test in tests:
+    markers = [results.cell_info(study).get((model, condition), {}).get("marker")
+               for study, model, condition in test.cells]
+    test.usable = not any(m and m["under_trained"] for m in markers)
+  usable = [x for x in tests if x.usable]
+  for test, h in zip(usable, stats.holm([x.p for x in usable], ALPHA())):
+    test.adjusted, test.reject = h["adjusted"], h["reject"]
+  return tests
+
+
+def exact_conversion() -> bool:
+  """Whether a random conv equals its dense matrix (research/equivalence.conv_to_dense) here."""
+  import jax
+  from research import equivalence
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 6, 6, 2)).astype(np.float32)
+  k, b = rng.normal(size=(3, 3, 2, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+  w, bias, shape = equivalence.conv_to_dense(k, b, (6, 6, 2))
+  conv = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+  dense = x.reshape(2, -1) @ np.asarray(w) + np.asarray(bias)
+  return bool(np.allclose(np.asarray(conv).reshape(2, -1), dense, atol=1e-4))
+
+
+def _one(tests, claim, kind="difference"):
+  found = [t for t in tests if t.claim == claim and t.kind == kind]
+  return found[0] if found else None
+
+
+def decide(claim, tests: list[Test], results) -> tuple[str, str]:
+  """(verdict, rule) of claim `claim.order` from the corrected family."""
+  n = int(claim.order)
+  t1 = _one(tests, 1)
+  if n in (1, 2, 3, 4, 8) or n == 7:
+    mine = [t for t in tests if t.claim == n]
+    if not any(t.usable for t in mine):
+      return ("not judged (under-trained)", "a cell of its test is under-trained: it carries "
+              "no verdict until trained longer.")
+  if n == 1:
+    verdict = ("undetermined" if not t1.reject else "does not hold" if t1.result["diff"] < 0
+               else "holds" if t1.result["diff"] >= 0.01 else "holds in part")
+    return verdict, ("holds if H0 (CNN = MLP) is rejected and the CNN leads by at least 1 pp; "
+                     "holds in part if rejected with a smaller lead; does not hold if the MLP "
+                     "leads; undetermined if not rejected.")
+  if n == 2:
+    t = _one(tests, 2, "range")
+    inside = 0.97 <= t.result["mean"] <= 0.985
+    return ("holds" if t.reject else "not contradicted" if inside else "does not hold",
+            "holds if the mean is shown inside [97, 98.5]% (both one-sided tests rejected); not "
+            "contradicted if the mean is inside but not shown; else does not hold.")
+  if n in (3, 8):
+    eq, diff = _one(tests, n, "equivalence"), _one(tests, n, "difference")
+    margin = f"±{100 * eq.result['margin']:.1f} pp"
+    if n == 3:
+      verdict = ("holds" if eq.reject else "does not hold" if diff.reject else "not contradicted")
+      return verdict, (f"holds if the MLP's change is shown equivalent to zero within {margin} "
+                       "(TOST); does not hold if a change is shown (H0 = 0 rejected); else not "
+                       "contradicted (neither shown).")
+    conv_worse = diff.reject and diff.result["diff"] < 0
+    verdict = ("holds" if eq.reject or conv_worse else "does not hold" if diff.reject
+               else "not contradicted")
+    return verdict, (f"holds if the 1-D CNN is shown equivalent to the MLP within {margin} "
+                     "(TOST) or shown worse; does not hold if shown better; else not "
+                     "contradicted. The margin is about one test example (0.88 pp). The "
+                     "test split (113 examples) is fixed: the seeds' intervals do not cover "
+                     "its sampling error.")
+  if n == 4:
+    t = _one(tests, 4, "threshold")
+    verdict = ("undetermined" if not t.reject else "holds" if t.result["mean"] < 0.2
+               else "does not hold")
+    return verdict, ("judged on the seed's own experiment, the CNN retrained on shuffled "
+                     "images: holds if its mean is shown below 20% (near the 10% of chance); "
+                     "does not hold if shown above; else undetermined. The CNN tested on "
+                     "shuffled images without retraining is context, not the claim.")
+  if n == 6:
+    params = results.csv("params")
+    layer = lambda m, name: params[(params["model"] == m) & (params["layer"] == name)][
+        "params"].iloc[0]
+    ratio = layer("mlp", "Dense_0") / layer("cnn", "Conv_0")
+    totals = params.groupby("model")["params"].sum()
+    model_ratio = totals["mlp"] / totals["cnn"]
+    not_worse = t1.usable and not (t1.reject and t1.result["diff"] < 0)
+    verdict = ("does not hold" if round(ratio) != 314 or not not_worse else
+               "holds" if model_ratio >= 314 else "holds in part")
+    return verdict, (f"holds if the layers' ratio is 314x and a CNN with 314x fewer parameters "
+                     f"than the MLP it is compared with is not worse (claim 1's test); holds in "
+                     f"part if the ratio is 314x but the models compared differ by "
+                     f"{model_ratio:.1f}x ({totals['mlp']:,} vs {totals['cnn']:,}); does not "
+                     "hold if the count is wrong or the CNN is worse.")
+  if n == 7:
+    mine = [t for t in tests if t.claim == 7 and t.usable]
+    big = [t for t in mine if t.reject and t.result["diff"] >= 0.05]
+    return ("holds" if mine and len(big) == len(mine) else "holds in part" if big
+            else "does not hold"), (
+        "holds if on every harder dataset measured here (and not under-trained) H0 conv = MLP "
+        "is rejected with a conv lead of at least 5 pp; holds in part if on some; else does "
+        "not hold.")
+  if n == 9:
+    exact, differs = exact_conversion(), t1.usable and t1.reject
+    verdict = ("holds in part" if exact and differs else "holds" if differs else
+               "does not hold" if exact else "undetermined")
+    return verdict, ("the function-level half is judged by the exact conversion (computed "
+                     "now: a random conv against its dense matrix), the learning-level half by "
+                     "claim 1's test: holds in part if the conversion is exact and the two learn "
+                     "differently; holds if it is not exact and they differ; does not hold if "
+                     "exact and they do not.")
+  # A claim this module has no rule for keeps its study's, which compares means with
+  # thresholds: no test of the family stands behind it.
+  return claim.verdict, claim.rule + " (Means against thresholds: no test of the family.)"
+
+
+def judge(found: list, results) -> list[Test]:
+  """Decides every claim's verdict from the corrected family; adds each claim's tests to its
+  evidence. Returns the family."""
+  tests = correct(family(results), results)
+  size = sum(t.usable for t in tests)
+  for claim in found:
+    claim.verdict, claim.rule = decide(claim, tests, results)
+    claim.evidence += [t.line(size) for t in tests if t.claim == int(claim.order)]
+  return tests
+
+
+def budget(config: dict, cell) -> str:
+  """'2,145 steps of batch 128 (5 epochs), adam cosine' from a run's config and its rows."""
+  steps = int(cell["steps"].iloc[0])
+  epochs = (f" ({config['num_epochs']} epochs)" if config.get("num_train_steps", -1) <= 0
+            and "num_epochs" in config else "")
+  return (f"{steps:,} steps of batch {config.get('batch_size', '?')}{epochs}, "
+          f"{config.get('optimizer', '?')} {config.get('lr_schedule', '')}").rstrip()
+
+
+def rate(config: dict, cell) -> str:
+  """The cell's learning rate and how it was set: chosen on a validation split or fixed."""
+  rates = ", ".join(f"{v:g}" for v in sorted(set(cell["learning_rate"])))
+  chosen = config.get("validation_size", 0) > 0 and cell["validation_accuracy"].notna().all()
+  return f"{rates} ({'chosen on a validation split' if chosen else 'fixed'})"
+
+
+def protocol(results, cited=("harder", "shuffled", "translation")) -> str:
+  """How the cited studies trained, from their cells: seeds per model and how the rates were
+  set ('5 seeds (lcn 3), equal epochs within a dataset, learning rates chosen on a validation
+  split')."""
+  cells = {k: c for study in cited for k, c in results.cell_info(study).items()}
+  seeds = {}
+  for (model, _), c in cells.items():
+    seeds.setdefault(c["n"], set()).add(model)
+  common = max(seeds, key=lambda n: len(seeds[n]))
+  others = ", ".join(f"{'/'.join(sorted(m)).upper()} {n}" for n, m in seeds.items() if n != common)
+  chosen = [c["rate"].endswith("(chosen on a validation split)") for c in cells.values()]
+  rates = ("learning rates chosen on a validation split" if all(chosen) else "fixed learning "
+           "rates" if not any(chosen) else "learning rates chosen on a validation split for "
+           f"{sum(chosen)} of {len(chosen)} cells, fixed for the others")
+  fixed = {name: ", ".join(sorted({c["rate"].split(" (")[0] for c in
+                                   results.cell_info(study).values()}))
+           for study, name in (("rethinking", "rethinking"), ("efcn", "eFCN"))
+           if os.path.isfile(os.path.join(results.studies_dir, study, "runs.jsonl"))}
+  rest = "; " + " and ".join(f"the {n} study" for n in fixed) + (
+      f" fix{'' if len(fixed) > 1 else 'es'} the rate at " + " and ".join(fixed.values())
+      if len(set(fixed.values())) > 1 else f" fix{'' if len(fixed) > 1 else 'es'} the rate at "
+      f"{next(iter(fixed.values()))}") if fixed else ""
+  return (f"{common} seeds per model{f' ({others})' if others else ''}, equal epochs within a "
+          f"dataset, {rates}{rest}")
+
+
+def cells_table(results, tests: list[Test]) -> list[str]:
+  """Every cell a test uses: seeds, budget, learning rate, accuracy and its under-trained mark."""
+  lines = ["| study | model | condition | seeds | budget | learning rate | test accuracy (%, "
+           "95% CI) | under-trained? |", "|---|---|---|---|---|---|---|---|"]
+  seen = dict.fromkeys(c for t in tests for c in t.cells)
+  for study, model, condition in seen:
+    c = results.cell_info(study)[model, condition]
+    lines.append(f"| {study} | {model} | {condition} | {c['n']} | {c['budget']} | {c['rate']} | "
+                 f"{report.fmt_interval(c['mean'], c['ci95'])} | "
+                 f"{report.under_trained_mark(c['marker'])} |")
+  return lines
