@@ -120,7 +120,7 @@ def _one(tests, claim, kind="difference"):
 
 def decide(claim, tests: list[Test], results) -> tuple[str, str]:
   """(verdict, rule) of claim `claim.order` from the corrected family."""
-  n = int(claim.order)
+  n = int(claim.order) if float(claim.order).is_integer() else None  # 3.5: another study's
   t1 = _one(tests, 1)
   if n in (1, 2, 3, 4, 8) or n == 7:
     mine = [t for t in tests if t.claim == n]
@@ -195,9 +195,10 @@ def decide(claim, tests: list[Test], results) -> tuple[str, str]:
                      "claim 1's test: holds in part if the conversion is exact and the two learn "
                      "differently; holds if it is not exact and they differ; does not hold if "
                      "exact and they do not.")
-  # A claim this module has no rule for keeps its study's, which compares means with
-  # thresholds: no test of the family stands behind it.
-  return claim.verdict, claim.rule + " (Means against thresholds: no test of the family.)"
+  # A claim this module has no rule for keeps its study's rule (claim 5's compares means with
+  # thresholds): no test of the family stands behind it.
+  return claim.verdict, claim.rule + (" (Its study's own rule, outside the verdict's family of "
+                                      "Holm-corrected tests.)")
 
 
 def judge(found: list, results) -> list[Test]:
@@ -207,7 +208,7 @@ def judge(found: list, results) -> list[Test]:
   size = sum(t.usable for t in tests)
   for claim in found:
     claim.verdict, claim.rule = decide(claim, tests, results)
-    claim.evidence += [t.line(size) for t in tests if t.claim == int(claim.order)]
+    claim.evidence += [t.line(size) for t in tests if t.claim == claim.order]
   return tests
 
 

@@ -1,0 +1,101 @@
+"""MNIST-1D with its paper's models and recipe (Greydanus 2020), beside the paper's table.
+
+MLP and 1-D CNN (configs/mnist1d.py) x {MNIST-1D, one fixed shuffle of its 40 positions} x 5
+seeds (configs/sweeps/mnist1d.py), the paper's optimizer, rate, batch and steps. Writes
+results.csv, results.md, summary.json, runs.jsonl and mnist1d_curves.png into --output_dir.
+
+  python -m research.studies mnist1d --output_dir docs/studies/mnist1d --runs_dir runs/mnist1d \
+      --executor=inline
+"""
+import json
+import os
+
+from research import studies
+from research.sweeps import report
+
+PAPER_NAMES = {"mlp": "MLP", "cnn": "CNN"}
+WITHIN = 0.03  # reproduced: the mean within 3 pp of the paper's
+
+
+def paper_table(agg, markers, paper: dict) -> list[str]:
+  """One row per cell: this project's mean ± 95% CI, the paper's mean ± std, the gap, whether
+  it is within 3 pp, and the cell's under-trained mark."""
+  lines = ["| condition | model | this project (%, 95% CI) | paper (%, mean ± std of 3) | "
+           "project − paper (pp) | within 3 pp | seeds | under-trained? |",
+           "|---|---|---|---|---|---|---|---|"]
+  for _, r in agg.iterrows():
+    ref = paper["rows"].get(r["condition"], {}).get(PAPER_NAMES.get(r["model"], ""))
+    gap = 100 * r["test_accuracy_mean"] - ref[0] if ref else float("nan")
+    lines.append(
+        f"| {r['condition']} | {r['model']} | "
+        f"{report.fmt_interval(r['test_accuracy_mean'], r['test_accuracy_ci95'])} | "
+        f"{f'{ref[0]} ± {ref[1]}' if ref else '—'} | {gap:+.2f} | "
+        f"{'yes' if abs(gap) <= 100 * WITHIN else 'NO'} | {int(r['n'])} | "
+        f"{report.under_trained_mark(markers.get((r['model'], r['condition'])))} |")
+  return lines
+
+
+def run(sweep: str | None = None, results_md: str = "", **arguments):
+  """The study; `arguments` are engine.run_sweep's (output_dir, runs_dir, executor, seeds, ...).
+  Returns (frame of every run, aggregate per model and condition)."""
+  from research.studies import verdict
+  result = studies.run_grid("mnist1d", sweep, **arguments)
+  spec, rows, output_dir = result.spec, result.rows, result.output_dir
+  frame = report.to_frame(rows)
+  agg = report.aggregate(frame)
+  curves = report.learning_curves(rows, "test")
+  markers = report.under_trained_cells(curves)
+  report.plot_learning_curves(curves, os.path.join(output_dir, "mnist1d_curves.png"),
+                              "MNIST-1D, the paper's recipe: test accuracy (mean, 95% CI)")
+  paper = verdict.anchors()["mnist1d_paper"]
+  config = json.load(open(os.path.join(rows[0]["workdir"], "config.json")))
+  params = frame.groupby("model", sort=False)["num_params"].first().to_dict()
+  hours = frame["train_seconds"].sum() / 3600
+  cells = [{"model": r["model"], "condition": r["condition"], "mean": r["test_accuracy_mean"],
+            "ci95": r["test_accuracy_ci95"], "n": int(r["n"]),
+            "paper": paper["rows"].get(r["condition"], {}).get(PAPER_NAMES[r["model"]]),
+            "under_trained": (markers.get((r["model"], r["condition"])) or {}).get(
+                "under_trained")} for _, r in agg.iterrows()]
+  studies.write_summary(output_dir, {"cells": cells, "train_hours": hours,
+                                     "budget": {k: config[k] for k in (
+                                         "num_train_steps", "batch_size", "learning_rate",
+                                         "optimizer", "lr_schedule", "weight_decay")},
+                                     "command": report.command_line()})
+  lines = [f"Command: `{report.command_line()}`", "",
+           f"Budget of every run: {config['num_train_steps']:,} steps of batch "
+           f"{config['batch_size']} ({config['num_train_steps'] * config['batch_size'] // 4000} "
+           f"epochs of the 4,000 training sequences), {config['optimizer']} at a "
+           f"{config['lr_schedule']} {config['learning_rate']:g} (the paper's rate, not chosen "
+           f"here: no validation split), weight decay {config['weight_decay']:g}; seeds "
+           f"{sorted(set(frame['seed']))}; test accuracy on the 1,000 test sequences at the end "
+           f"of training. Parameters: " + ", ".join(f"{m} {p:,}" for m, p in params.items()) +
+           f". Training time of all runs: {hours * 60:.1f} min (train seconds summed) on "
+           f"{studies.cpus(rows)}, shared with other jobs. 'MNIST-1D shuffled': one fixed "
+           "permutation of the 40 positions (permutation_seed 0), train and test, retrained.", "",
+           f"The paper's numbers: {paper['source']}.", "",
+           *paper_table(agg, markers, paper), "",
+           "What differs from the paper (configs/mnist1d.py): the paper's MLP adds its second "
+           "layer's output to that layer's input (a residual: h + relu(W2 h)), this one does "
+           "not; the paper's CNN has kernels 5, 3, 3 with stride 2 and padding 1 and no "
+           "pooling (40 -> 19 -> 10 -> 5, then Dense 125 -> 10: 5,210 parameters), this cnn1d "
+           "has kernel 5 VALID convolutions each followed by a max pool of 2 "
+           f"({params.get('cnn', 0):,} parameters); flax's initializers instead of "
+           "PyTorch's; batches drawn from a reshuffled epoch instead of cycling in a fixed "
+           "order.", "",
+           "![learning curves](mnist1d_curves.png)"]
+  report.publish(output_dir, results_md, "mnist1d", lines, rows)
+  return frame, agg
+
+
+def notes(results) -> list[tuple[float, list[str]]]:
+  """This project's runs of the paper's recipe, beside the paper (after the anchors)."""
+  summary = results.optional_summary("mnist1d")
+  if not summary:
+    return []
+  b = summary["budget"]
+  cells = "; ".join(
+      f"{c['model'].upper()} on {c['condition']} {report.fmt_interval(c['mean'], c['ci95'])}% "
+      f"(paper {c['paper'][0]} ± {c['paper'][1]}%)" for c in summary["cells"] if c["paper"])
+  return [(11, ["", f"The paper's recipe run here (docs/studies/mnist1d: {b['num_train_steps']:,}"
+                f" steps of batch {b['batch_size']}, {b['optimizer']} {b['learning_rate']:g}, "
+                f"{summary['cells'][0]['n']} seeds, 95% intervals): {cells}."])]
