@@ -1,11 +1,15 @@
 """A real study's sweep inline vs through Ray on this machine, and what it would take on more.
 
-  python scripts/benchmark_sweep.py [--sweep=configs/sweeps/shuffled.py:quick] [--repeats=2]
+  python scripts/benchmark_sweep.py [--sweep=configs/sweeps/shuffled.py:quick] [--repeats=2] \
+      [--seeds=21,22] [--set num_train_steps=150 ...]
 
-Runs `python -m research.sweeps` on the sweep with --executor=inline and with --executor=ray (a
-local Ray instance started by the sweep), each in a fresh runs_dir, alternating the order over
---repeats rounds (a shared machine gives noisy single timings). Reported: wall time of each,
-the ratio Ray/inline, Ray's start-up (ray.init, from the sweep's log), its overhead per run, the
+Runs `python -m research.sweeps` on the sweep (with --seeds and --set passed on) with
+--executor=inline and with --executor=ray (a local Ray instance started by the sweep), each in a
+fresh runs_dir, alternating the order over --repeats rounds (a shared machine gives noisy single
+timings; the load average before each is printed). Reported: wall time of each, the ratio
+Ray/inline per round, whether every cell of results.csv (test accuracy and loss of every run and
+evaluation) is the same bits both ways, Ray's start-up (ray.init, from the sweep's log), its
+overhead per run, how many of the Ray runs' compilations came from JAX's persistent cache, the
 peak memory of the process tree (sum of RSS: driver, Ray's own processes, workers) and of Ray's
 own processes alone. Then an estimate on paper: the measured per-run times scheduled
 longest-first on 8 slots (an 8-GPU server, one run per GPU) and on 32 (a 32-node cluster), for
@@ -32,6 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep", "configs/sweeps/shuffled.py:quick", "Sweep file[:arg] to time.")
 flags.DEFINE_integer("repeats", 2, "Rounds of (inline, ray), order alternating.")
+flags.DEFINE_list("seeds", [], "Passed on as --seeds (default: the sweep file's).")
+flags.DEFINE_multi_string("set", [], "Passed on as --set KEY=VALUE (repeatable).")
 flags.DEFINE_string("output_dir", "runs/benchmark_sweep", "Report and the rounds' runs.")
 flags.DEFINE_string("study_csv", "docs/studies/shuffled/results.csv",
                     "A full study's results.csv whose train_seconds feed the estimate.")
@@ -79,6 +85,9 @@ def run_sweep(executor: str, workdir: str) -> dict:
   log_path = os.path.join(workdir, "sweep.log")
   cmd = [sys.executable, "-m", "research.sweeps", f"--sweep={FLAGS.sweep}",
          f"--runs_dir={workdir}/runs", f"--output_dir={workdir}", f"--executor={executor}"]
+  cmd += [f"--seeds={','.join(FLAGS.seeds)}"] if FLAGS.seeds else []
+  cmd += [f"--set={kv}" for kv in FLAGS.set]
+  load = os.getloadavg()[0]
   t0 = time.time()
   with open(log_path, "w") as log:
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -93,7 +102,13 @@ def run_sweep(executor: str, workdir: str) -> dict:
   frame = pd.read_csv(os.path.join(workdir, "results.csv"))
   runs = frame[frame["status"].isin(["trained", "resumed"])]
   started = re.search(r"connected in ([\d.]+)s", text)
-  return {"executor": executor, "wall_s": wall, "runs": len(runs),
+  cells = {f"{os.path.basename(r.workdir)}|{r.condition}": (r.test_accuracy, r.test_loss)
+           for r in frame.itertuples()}  # every run and every evaluation
+  hits = [tuple(map(int, m)) for w in runs["workdir"] if os.path.exists(f"{w}/train.log")
+          for m in re.findall(r"compilation cache: (\d+) of (\d+)", open(f"{w}/train.log").read())]
+  return {"executor": executor, "wall_s": wall, "runs": len(runs), "load_before": load,
+          "cells": cells, "cache_hits": sum(h for h, _ in hits),
+          "compiles": sum(c for _, c in hits),
           "run_seconds": runs["run_seconds"].tolist(), "train_seconds": runs["train_seconds"].tolist(),
           "ray_start_s": float(started.group(1)) if started else 0.0,
           "peak_tree_mb": memory.peak_mb, "peak_ray_own_mb": memory.peak_ray_mb,
@@ -123,24 +138,35 @@ def main(argv):
       res["round"] = r
       rounds.append(res)
       print(f"round {r} {executor}: {res['wall_s']:.1f} s, {res['runs']} runs, peak "
-            f"{res['peak_tree_mb']:.0f} MB", flush=True)
+            f"{res['peak_tree_mb']:.0f} MB, load average before {res['load_before']:.2f}",
+            flush=True)
   inline = [x for x in rounds if x["executor"] == "inline"]
   ray = [x for x in rounds if x["executor"] == "ray"]
-  same = all(a["test_accuracy"] == b["test_accuracy"] for a in inline for b in ray)
-  lines = [f"Sweep `{FLAGS.sweep}`: `python scripts/benchmark_sweep.py --sweep={FLAGS.sweep} "
-           f"--repeats={FLAGS.repeats}` on {os.cpu_count()} CPUs of {machine.cpu_name()}, shared "
-           "with other jobs; rounds alternate the order.", "",
-           "| round | executor | wall s | runs | sum of run s | peak RSS of the tree MB | Ray's own "
-           "processes MB | ray.init s |", "|---|---|---|---|---|---|---|---|"]
+  differ = sorted({k for a in inline for b in ray for k in set(a["cells"]) | set(b["cells"])
+                   if a["cells"].get(k) != b["cells"].get(k)})
+  command = " ".join([f"python scripts/benchmark_sweep.py --sweep={FLAGS.sweep}",
+                      f"--repeats={FLAGS.repeats}"] + (
+      [f"--seeds={','.join(FLAGS.seeds)}"] if FLAGS.seeds else []) + [
+      f"--set {kv}" for kv in FLAGS.set])
+  lines = [f"Sweep `{FLAGS.sweep}`: `{command}` on {os.cpu_count()} CPUs of "
+           f"{machine.cpu_name()}, shared with other jobs (load average before each sweep in "
+           "the table); rounds alternate the order.", "",
+           "| round | executor | wall s | load before | runs | sum of run s | peak RSS of the tree "
+           "MB | Ray's own processes MB | ray.init s |", "|---|---|---|---|---|---|---|---|---|"]
   for x in rounds:
-    lines.append(f"| {x['round']} | {x['executor']} | {x['wall_s']:.1f} | {x['runs']} | "
+    lines.append(f"| {x['round']} | {x['executor']} | {x['wall_s']:.1f} | "
+                 f"{x['load_before']:.2f} | {x['runs']} | "
                  f"{sum(x['run_seconds']):.1f} | {x['peak_tree_mb']:,.0f} | "
                  f"{x['peak_ray_own_mb']:,.0f} | {x['ray_start_s']:.1f} |")
   ratios = [b["wall_s"] / a["wall_s"] for a, b in zip(inline, ray)]
   per_run = [(b["wall_s"] - a["wall_s"] - b["ray_start_s"]) / b["runs"] for a, b in zip(inline, ray)]
+  cached = sum(x["cache_hits"] for x in ray), sum(x["compiles"] for x in ray)
   lines += ["", f"Ray / inline wall time per round: {', '.join(f'{q:.2f}x' for q in ratios)} "
-            f"(mean {_mean(ratios):.2f}x). Same test accuracies through Ray as inline: "
-            f"{'yes' if same else 'NO'}. Ray start-up (ray.init): "
+            f"(mean {_mean(ratios):.2f}x). Cells of results.csv (test accuracy and loss of "
+            f"{len(inline[0]['cells'])} runs and evaluations) the same bits through Ray as inline "
+            f"in every round: {'yes' if not differ else 'NO: ' + ', '.join(differ)}. "
+            f"Compilations of the Ray runs read from the persistent cache: {cached[0]} of "
+            f"{cached[1]}. Ray start-up (ray.init): "
             f"{_mean([x['ray_start_s'] for x in ray]):.1f} s; overhead per run beyond it "
             f"(wall difference less start-up, over {ray[0]['runs']} runs): "
             f"{', '.join(f'{p:+.1f} s' for p in per_run)}; peak memory of Ray's own processes "

@@ -9,7 +9,9 @@ module holds the flags). Writes OUTPUT_DIR/results.csv (one row per run and per 
 evaluation; failed runs with their error line) and results.md (mean ± std over seeds).
 
 Exit status: 0 when every run finished; 1 when some failed (the others finish first; a summary
-names them); 2 for bad input; 130 on Ctrl-C (rerun the same command to resume). The studies
+names them); 2 for bad input; 3 when the Ray node was lost (a cluster's node, or the local
+instance after --ray_restarts restarts: Ray's failure, named with the runs it interrupted; rerun
+the same command to resume); 130 on Ctrl-C (rerun the same command to resume). The studies
 (`python -m research.studies NAME`) take the same flags and add their analysis and plots.
 """
 import sys
@@ -38,6 +40,10 @@ flags.DEFINE_float("num_gpus", None, "GPUs per run (default: the sweep file's, e
                    "the cluster has GPUs).")
 flags.DEFINE_integer("max_retries", 3, "Ray retries of a run whose worker died (SIGKILL, lost "
                      "node); a run's own error is never retried.")
+flags.DEFINE_integer("ray_restarts", 2, "Restarts of the local Ray instance when its node dies "
+                     "(the raylet or one of its agents killed); the interrupted runs resume from "
+                     "their checkpoints. On a cluster (--ray_address) a lost node stops the sweep "
+                     "(exit 3).")
 flags.DEFINE_string("compilation_cache", "auto", "JAX's persistent compilation cache for the "
                     "runs: auto (a directory in each machine's temp dir), a path, or '' (none).")
 flags.DEFINE_string("results_md", "", "Also write the table into this markdown file's section "
@@ -49,7 +55,7 @@ flags.DEFINE_string("records", "auto", "Run records (research/sweeps/records.py)
 
 # The flags that are run_sweep's arguments (sweep, set and seeds are parsed first).
 SWEEP_FLAGS = ("runs_dir", "output_dir", "executor", "ray_address", "num_cpus", "num_gpus",
-               "max_retries", "compilation_cache", "records")
+               "max_retries", "ray_restarts", "compilation_cache", "records")
 
 
 def sweep_arguments() -> dict:
@@ -76,7 +82,8 @@ def parse_again(argv: list[str]) -> None:
 
 def guarded(body):
   """Runs `body()` with the command line's exits: bad input -> one error line and status 2,
-  failed runs -> their summary and status 1, Ctrl-C -> status 130 with how to resume."""
+  failed runs -> their summary and status 1, a lost Ray node -> its line and status 3, Ctrl-C ->
+  status 130 with how to resume."""
   try:
     return body()
   except UserError as e:
@@ -85,6 +92,9 @@ def guarded(body):
   except engine.RunsFailed as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except engine.RayNodeLost as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)
   except KeyboardInterrupt:
     print("\ninterrupted: workers stopped, checkpoints kept; rerun the same command to resume",
           file=sys.stderr)

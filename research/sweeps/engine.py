@@ -10,6 +10,7 @@ how to run it from executors (a local Ray instance started here, an existing clu
 missing from runs_dir are restored from the records file instead of trained again). The command
 line (`python -m research.sweeps`, research/sweeps/cli.py) maps its flags onto these arguments.
 """
+import contextlib
 import dataclasses
 import os
 from typing import Callable
@@ -23,6 +24,11 @@ class RunsFailed(Exception):
   was written. The message names every failed run and its error line."""
 
 
+# The sweep's Ray node was lost (a cluster's at once, the local one after `ray_restarts`
+# restarts): Ray's failure, not the runs'; the message names it and the runs it interrupted.
+RayNodeLost = executors.RayNodeLost
+
+
 @dataclasses.dataclass
 class Runner:
   """Where a sweep's runs live and how they run; `create` fills in the defaults.
@@ -32,9 +38,13 @@ class Runner:
   worker) or "inline" (one after another in this process). ray_address: join this cluster
   ("auto", "HOST:PORT", "ray://HOST:10001") instead of starting a local one. num_cpus, num_gpus:
   per run (default: the sweep file's `resources`, else chosen from the cluster). max_retries: Ray
-  retries of a run whose worker died. compilation_cache: "auto" (a directory in each machine's
-  temp dir), a path, or "" (none). records: the run records file ("auto":
-  OUTPUT_DIR/runs.jsonl; "": none).
+  retries of a run whose worker died. ray_restarts: restarts of the local Ray instance when its
+  node dies (one of Ray's own processes killed); the interrupted runs resume. compilation_cache:
+  "auto" (a directory in each machine's temp dir), a path, or "" (none). records: the run
+  records file ("auto": OUTPUT_DIR/runs.jsonl; "": none).
+
+  `session(spec)` holds one Ray connection for everything run inside it (run_sweep's search,
+  runs and evaluations); outside a session each batch connects and disconnects on its own.
   """
   runs_dir: str
   output_dir: str
@@ -43,9 +53,11 @@ class Runner:
   num_cpus: float | None = None
   num_gpus: float | None = None
   max_retries: int = 3
+  ray_restarts: int = 2
   compilation_cache: str = "auto"
   records: str = "auto"
   log: Callable = print
+  _ray: executors.RayExecutor | None = dataclasses.field(default=None, init=False, repr=False)
 
   @classmethod
   def create(cls, runs_dir: str = "", output_dir: str = "", **options) -> "Runner":
@@ -72,7 +84,21 @@ class Runner:
     if unknown:
       raise UserError(f"sweep file resources: unknown keys {sorted(unknown)} (num_cpus, "
                       "num_gpus, resources)")
-    return {"address": self.ray_address, "max_retries": self.max_retries, **wanted}
+    return {"address": self.ray_address, "max_retries": self.max_retries,
+            "restarts": self.ray_restarts, **wanted}
+
+  @contextlib.contextmanager
+  def session(self, spec: dict):
+    """One Ray executor (connected on the first run it trains) for everything inside."""
+    if self.executor != "ray" or self._ray is not None:
+      yield
+      return
+    with executors.RayExecutor(log=self.log, **self.ray_options(spec)) as ray_executor:
+      self._ray = ray_executor
+      try:
+        yield
+      finally:
+        self._ray = None
 
   def executor_for(self, spec: dict, seen: list):
     """execute(runs) -> {name: outcome}: runs missing from runs_dir are first restored from the
@@ -88,6 +114,9 @@ class Runner:
         self.log(f"  {len(restored)} finished runs restored from {path}")
       seen.extend(r.name for r in runs)
       try:
+        if self._ray is not None:
+          return executors.run_runs(runs, self.runs_dir, self.executor, log=self.log,
+                                    compilation_cache=cache, ray_executor=self._ray)
         return executors.run_runs(runs, self.runs_dir, self.executor, log=self.log,
                                   compilation_cache=cache, **options)
       finally:  # what finished is kept even when the sweep stops here (Ctrl-C, a failure)
@@ -101,12 +130,23 @@ class Runner:
       n = records.save(self.records_file, self.runs_dir, names)
       self.log(f"run records: {n} runs in {self.records_file}")
 
+  def evaluate(self, spec: dict, runs: list, rows: list[dict]) -> list[dict]:
+    """The spec's test-time evaluations: scored in the Ray workers when this runner's session
+    is connected (they hold the imports, data and compiled programs), else here."""
+    if self._ray is not None:
+      jobs = evals.pending(spec, runs, rows, self.runs_dir)
+      for name, error in self._ray.evaluate(jobs, self.runs_dir).items():
+        if error != "not connected":
+          self.log(f"  evaluations of {name} in a Ray worker: {error}; scoring them here")
+    return evals.run_evals(spec, runs, rows, self.runs_dir, log=self.log)
+
   def run(self, study: str, spec: dict, runs: list) -> list[dict]:
     """Runs (or reads back) `runs` built from finished runs (a second stage, e.g. runs that
     start from other runs' checkpoints); rows as run_sweep's."""
     self.log(f"{study}: {len(runs)} runs in {self.runs_dir} ({self.executor})")
     seen = []
-    outcomes = self.executor_for(spec, seen)(runs)
+    with self.session(spec):
+      outcomes = self.executor_for(spec, seen)(runs)
     self.save_records(seen)
     return result_rows(study, runs, outcomes, self.runs_dir)
 
@@ -143,8 +183,9 @@ def run_sweep(sweep, *, name: str | None = None, overrides: dict | None = None,
   Expands it (with `overrides` for every run and `seeds` instead of the file's), chooses learning
   rates on the validation split when the file has `lr_search` (unless `overrides` sets one), runs
   or reads back every run, and scores the file's `evals`. `options` are Runner's (executor,
-  ray_address, num_cpus, num_gpus, max_retries, compilation_cache, records, log). Failed runs are
-  rows with status 'failed'; `stop_on_failures` turns them into an error.
+  ray_address, num_cpus, num_gpus, max_retries, ray_restarts, compilation_cache, records, log).
+  Failed runs are rows with status 'failed'; `stop_on_failures` turns them into an error. A lost
+  Ray node that cannot be restarted raises RayNodeLost (the finished runs are recorded first).
   """
   runner = Runner.create(runs_dir, output_dir, **options)
   if isinstance(sweep, dict):
@@ -158,12 +199,14 @@ def run_sweep(sweep, *, name: str | None = None, overrides: dict | None = None,
   os.makedirs(runner.output_dir, exist_ok=True)
   seen = []
   execute = runner.executor_for(spec, seen)
-  if spec.get("lr_search") and "learning_rate" not in overrides:
-    spec = lr_search.choose_learning_rates(spec, overrides, execute, log=runner.log, study=name)
-  runs = grid.expand(spec, overrides, seeds)
-  runner.log(f"{name}: {len(runs)} runs in {runner.runs_dir} ({runner.executor})")
-  rows = result_rows(name, runs, execute(runs), runner.runs_dir)
-  rows += evals.run_evals(spec, runs, rows, runner.runs_dir, log=runner.log)
+  with runner.session(spec):  # one Ray instance (and its warm workers) for every stage
+    if spec.get("lr_search") and "learning_rate" not in overrides:
+      spec = lr_search.choose_learning_rates(spec, overrides, execute, log=runner.log,
+                                             study=name)
+    runs = grid.expand(spec, overrides, seeds)
+    runner.log(f"{name}: {len(runs)} runs in {runner.runs_dir} ({runner.executor})")
+    rows = result_rows(name, runs, execute(runs), runner.runs_dir)
+    rows += runner.evaluate(spec, runs, rows)
   runner.save_records(seen)
   return SweepResult(name, spec, runs, rows, runner)
 

@@ -66,23 +66,51 @@ class Evaluator:
     return out
 
 
-def run_evals(spec: dict, runs: list[Run], rows: list[dict], runs_dir: str, log=print) -> list[dict]:
-  """Rows for the spec's `evals`: trained params of condition `from`, scored on variants.
-
-  Runs that failed have no params: their evals are left out (the sweep reports the failure).
-  """
-  out = []
+def _wanted(spec: dict, runs: list[Run], rows: list[dict], runs_dir: str):
+  """(run, [(name, eval spec), ...]) for the runs whose params the spec's `evals` score; runs
+  that failed have no params and are left out (the sweep reports the failure)."""
   by_run = {r["workdir"]: r for r in rows}
-  for run in runs:  # runs outer: each run's params are restored and compiled once
-    evaluator = None
+  for run in runs:
+    items = []
     for name, ev in spec.get("evals", {}).items():
       sources = ev["from"] if isinstance(ev["from"], (list, tuple)) else [ev["from"]]
       if run.condition not in sources or ("models" in ev and run.model not in ev["models"]):
         continue
-      base_row = by_run[os.path.join(runs_dir, run.name)]
-      if base_row.get("status") == "failed":
+      if by_run[os.path.join(runs_dir, run.name)].get("status") == "failed":
         continue
-      evaluator = evaluator or Evaluator(run, runs_dir)
+      items.append((name, ev))
+    if items:
+      yield run, items
+
+
+def pending(spec: dict, runs: list[Run], rows: list[dict], runs_dir: str) -> list:
+  """The evaluations not yet cached in their runs' evals/ folders, as jobs for `compute`:
+  [(run, [(name, test_overrides), ...])] (an executor may score them in its workers)."""
+  jobs = []
+  for run, items in _wanted(spec, runs, rows, runs_dir):
+    todo = [(name, ev["test"]) for name, ev in items if not os.path.exists(
+        os.path.join(runs_dir, run.name, "evals", f"{slug(name)}.json"))]
+    if todo:
+      jobs.append((run, todo))
+  return jobs
+
+
+def compute(run: Run, runs_dir: str, items) -> None:
+  """Scores `items` [(name, test_overrides)] on `run`'s params into its evals/ cache."""
+  evaluator = Evaluator(run, runs_dir)
+  for name, test_overrides in items:
+    evaluator.evaluate(test_overrides, name)
+
+
+def run_evals(spec: dict, runs: list[Run], rows: list[dict], runs_dir: str, log=print) -> list[dict]:
+  """Rows for the spec's `evals`: trained params of condition `from`, scored on variants
+  (read from the runs' evals/ cache where an executor already scored them)."""
+  out = []
+  by_run = {r["workdir"]: r for r in rows}
+  for run, items in _wanted(spec, runs, rows, runs_dir):
+    evaluator = Evaluator(run, runs_dir)  # each run's params are restored and compiled once
+    base_row = by_run[os.path.join(runs_dir, run.name)]
+    for name, ev in items:
       res = evaluator.evaluate(ev["test"], name)
       row = {**base_row, "condition": run.condition if ev.get("keep_condition") else name,
              "eval": name, "status": "eval", "test_accuracy": res["test_accuracy"],

@@ -3,7 +3,13 @@
 Every run is `train.train_and_evaluate(run.config(), RUNS_DIR/run.name)`, whichever executor
 runs it. A finished run (results.json) is read back without training; an error of the run itself
 is returned as "failed" with its one error line, never raised (retrying would fail the same way).
+
+A process runs many runs one after another (inline, or a reused Ray worker): what a run changes
+in the process's global state (JAX's config flags, NumPy's global generator, environment
+variables) is put back when it ends, so no run sees another's settings. JAX's caches of traced
+and compiled programs are kept: they are keyed on what the programs are, not on whose run.
 """
+import contextlib
 import json
 import os
 import socket
@@ -34,10 +40,60 @@ def run_one(run, runs_dir: str) -> dict:
   try:
     config = run.config()
     from research import train  # heavy: jax
-    results = train.train_and_evaluate(config, workdir)
+    with isolated(), CacheCounter() as cache:
+      results = train.train_and_evaluate(config, workdir)
   except Exception as e:  # the run's own error: retrying would fail the same way
     return {**out, "status": "failed", "error": error_line(e), "seconds": time.time() - t0}
-  return {**out, "status": status, "results": results, "seconds": time.time() - t0}
+  return {**out, "status": status, "results": results, "seconds": time.time() - t0,
+          "compiles": cache.requests, "cache_hits": cache.hits}
+
+
+@contextlib.contextmanager
+def isolated():
+  """Puts back what the body changes in this process's global state: JAX's config values (e.g.
+  a run's `debug` turns on jax_debug_nans), NumPy's global generator, the environment."""
+  import jax
+  import numpy as np
+  flags, rng, environ = dict(jax.config.values), np.random.get_state(), dict(os.environ)
+  try:
+    yield
+  finally:
+    for name, value in flags.items():
+      if jax.config.values.get(name, value) != value:
+        try:
+          jax.config.update(name, value)
+        except Exception:  # a flag that cannot change once the backend is up: never a run's
+          pass
+    np.random.set_state(rng)
+    for name in set(os.environ) - set(environ):
+      del os.environ[name]
+    for name, value in environ.items():
+      if os.environ.get(name) != value:
+        os.environ[name] = value
+
+
+class CacheCounter:
+  """Counts this process's compilations that asked JAX's persistent compilation cache, and its
+  hits, while the body runs: a run whose programs all came from the cache has hits == compiles."""
+
+  _EVENTS = {"/jax/compilation_cache/compile_requests_use_cache": "requests",
+             "/jax/compilation_cache/cache_hits": "hits"}
+
+  def __init__(self):
+    self.requests = self.hits = 0
+
+  def _event(self, event, **kwargs):
+    if event in self._EVENTS:
+      setattr(self, self._EVENTS[event], getattr(self, self._EVENTS[event]) + 1)
+
+  def __enter__(self):
+    from jax import monitoring
+    monitoring.register_event_listener(self._event)
+    return self
+
+  def __exit__(self, *exc):
+    from jax import monitoring
+    monitoring.unregister_event_listener(self._event)
 
 
 def default_compilation_cache() -> str:
