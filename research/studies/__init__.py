@@ -72,3 +72,66 @@ def cpus(rows: list[dict]) -> str:
       with open(path) as f:
         names.add(json.load(f).get("cpu") or "a CPU its results.json does not name")
   return ", ".join(sorted(names)) or "no CPU (no run trained)"
+
+
+def budget(config: dict, steps) -> str:
+  """'2,145 steps of batch 128 (5 epochs), adam cosine' from a run's config and its steps."""
+  epochs = (f" ({config['num_epochs']} epochs)" if config.get("num_train_steps", -1) <= 0
+            and "num_epochs" in config else "")
+  steps = f"{int(steps):,}" if steps is not None and steps == steps else "?"
+  return (f"{steps} steps of batch {config.get('batch_size', '?')}{epochs}, "
+          f"{config.get('optimizer', '?')} {config.get('lr_schedule', '')}").rstrip()
+
+
+def cell_budgets(rows: list[dict], records: dict | None = None) -> dict:
+  """{(model, condition): {"budget": text, "under-trained?": text, "marker": dict}} of the rows'
+  trained cells: each cell's budget (from its first run's config.json) and its under-trained
+  marker (report.under_trained_cells of its test curves; report.under_trained_mark as text).
+  The run files are read from the workdirs, or from `records` (records.read of a study's
+  runs.jsonl) for runs not on this machine. Every study's tables show the two texts."""
+  from research.sweeps import report
+  trained = [r for r in rows if r.get("status") not in ("failed", "eval") and r.get("workdir")]
+  curves = report.learning_curves(trained, "test", records)
+  markers = report.under_trained_cells(curves) if len(curves) else {}
+  out = {}
+  for r in trained:
+    key = (r["model"], r["condition"])
+    if key in out:
+      continue
+    path = os.path.join(r["workdir"], "config.json")
+    if os.path.isfile(path):
+      with open(path) as f:
+        config = json.load(f)
+    else:
+      name = os.path.basename(os.path.normpath(r["workdir"]))
+      config = json.loads((records or {}).get(name, {}).get("config.json", "{}"))
+    out[key] = {"budget": budget(config, r["steps"]),
+                "under-trained?": report.under_trained_mark(markers.get(key)),
+                "marker": markers.get(key)}
+  for r in (r for r in rows if r.get("status") == "eval"):  # scores other runs' params
+    out.setdefault((r["model"], r["condition"]), {"budget": "— (test-time evaluation)",
+                                                  "under-trained?": "—", "marker": None})
+  return out
+
+
+BUDGET_HEAD = ("budget", "under-trained?")
+
+
+def budget_columns(budgets: dict) -> dict:
+  """cell_budgets as report.markdown_table's `more` columns: {(model, condition): {"budget",
+  "under-trained?"}}."""
+  return {key: {h: cell[h] for h in BUDGET_HEAD} for key, cell in budgets.items()}
+
+
+def budget_cells(budgets: dict, model: str, condition: str) -> list[str]:
+  """The budget and under-trained cells of one row of a study's own table."""
+  cell = budgets.get((model, condition))
+  return [cell[h] for h in BUDGET_HEAD] if cell else ["—", "—"]
+
+
+def budget_table(budgets: dict) -> list[str]:
+  """Markdown: every trained cell's budget and under-trained mark, for a study whose tables
+  are not one row per cell."""
+  lines = ["| model | condition | " + " | ".join(BUDGET_HEAD) + " |", "|---|---|---|---|"]
+  return lines + [f"| {m} | {c} | " + " | ".join(budget_cells(budgets, m, c)) + " |"
+                  for m, c in budgets]

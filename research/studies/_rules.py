@@ -38,6 +38,8 @@ class Test:
                  f"{100 * r['high']:+.2f}] against the margin ±{100 * r['margin']:.1f} pp (TOST)")
     elif self.kind == "difference":
       numbers = f"{100 * r['diff']:+.2f} pp (Welch)"
+    elif r.get("unit") == "pp":
+      numbers = f"mean {100 * r['mean']:.2f} pp"
     else:
       numbers = f"mean {100 * r['mean']:.2f}%"
     if not self.usable:
@@ -72,6 +74,15 @@ def family(results) -> list[Test]:
   out.append(Test(4, "H0: the CNN retrained on shuffled MNIST averages 20%", "threshold",
                   {**m, "p": min(1.0, 2 * min(m["p_below"], m["p_above"]))},
                   [(s, "cnn", "MNIST shuffled")]))
+  drops = {m: shift_drops(results, m) for m in ("mlp", "cnn")}
+  cells = [("translation", "cnn", "MNIST"), ("translation", "mlp", "MNIST")]
+  m = stats.mean_test(drops["cnn"], SHIFT_INVARIANT)
+  out += [Test(5, "H0: the MLP and the CNN lose as much at a 4 px test shift (per-seed drops)",
+               "difference", stats.difference_test(drops["mlp"], drops["cnn"]), cells),
+          Test(5, f"H0: the CNN's per-seed drop at a 4 px test shift averages "
+               f"{100 * SHIFT_INVARIANT:.0f} pp", "threshold",
+               {**m, "unit": "pp", "p": min(1.0, 2 * min(m["p_below"], m["p_above"]))},
+               cells[:1])]
   for condition in ("Fashion-MNIST", "cluttered MNIST 60x60", "MNIST-1D"):
     conv = "cnn1d" if condition == "MNIST-1D" else "cnn"
     if len(acc(h, conv, condition)):
@@ -85,6 +96,23 @@ def family(results) -> list[Test]:
           Test(8, "H0: 1-D CNN = MLP on the table", "difference",
                stats.difference_test(conv, mlp), cells)]
   return out
+
+
+SHIFT = 4  # px: claim 5's test shift
+SHIFT_INVARIANT = 0.02  # a drop below 2 pp at that shift: translation invariant (claim 5)
+
+
+def shift_drops(results, model: str, shift: int = SHIFT):
+  """Per seed, the translation study's run of `model` on MNIST (no augmentation): its test
+  accuracy minus its accuracy on test images shifted by `shift` px (mean over the directions
+  of configs/sweeps/translation.py), from translation's results.csv."""
+  f = results.csv("translation")
+  mine = f[(f["model"] == model) & (f["condition"] == "MNIST")]
+  base = mine[mine["status"] != "eval"].groupby("seed")["test_accuracy"].mean()
+  shifted = mine[(mine["status"] == "eval") & (mine["shift"] == shift)].groupby(
+      "seed")["test_accuracy"].mean()
+  seeds = sorted(set(base.index) & set(shifted.index))
+  return np.array([base[s] - shifted[s] for s in seeds], np.float64)
 
 
 def correct(tests: list[Test], results) -> list[Test]:
@@ -122,7 +150,7 @@ def decide(claim, tests: list[Test], results) -> tuple[str, str]:
   """(verdict, rule) of claim `claim.order` from the corrected family."""
   n = int(claim.order) if float(claim.order).is_integer() else None  # 3.5: another study's
   t1 = _one(tests, 1)
-  if n in (1, 2, 3, 4, 8) or n == 7:
+  if n in (1, 2, 3, 4, 5, 7, 8):
     mine = [t for t in tests if t.claim == n]
     if not any(t.usable for t in mine):
       return ("not judged (under-trained)", "a cell of its test is under-trained: it carries "
@@ -163,6 +191,19 @@ def decide(claim, tests: list[Test], results) -> tuple[str, str]:
                      "images: holds if its mean is shown below 20% (near the 10% of chance); "
                      "does not hold if shown above; else undetermined. The CNN tested on "
                      "shuffled images without retraining is context, not the claim.")
+  if n == 5:
+    diff, low = _one(tests, 5), _one(tests, 5, "threshold")
+    mlp_more = diff.reject and diff.result["diff"] > 0
+    invariant = low.usable and low.reject and low.result["mean"] < SHIFT_INVARIANT
+    verdict = ("holds" if mlp_more and invariant else "holds in part" if mlp_more else
+               "does not hold" if diff.reject else "undetermined")
+    limit = f"{100 * SHIFT_INVARIANT:.0f} pp"
+    return verdict, (f"judged on each seed's drop at a {SHIFT} px test shift (no augmentation): "
+                     f"holds if the MLP is shown to lose more than the CNN (Welch) and the "
+                     f"CNN's drop is shown below {limit} (one-sample test: built in); holds in "
+                     f"part if the MLP is shown to lose more but the CNN's drop is not shown "
+                     f"below {limit}; does not hold if the CNN is shown to lose more; else "
+                     "undetermined.")
   if n == 6:
     params = results.csv("params")
     layer = lambda m, name: params[(params["model"] == m) & (params["layer"] == name)][
@@ -195,8 +236,8 @@ def decide(claim, tests: list[Test], results) -> tuple[str, str]:
                      "claim 1's test: holds in part if the conversion is exact and the two learn "
                      "differently; holds if it is not exact and they differ; does not hold if "
                      "exact and they do not.")
-  # A claim this module has no rule for keeps its study's rule (claim 5's compares means with
-  # thresholds): no test of the family stands behind it.
+  # A claim this module has no rule for (another study's, e.g. order 3.5) keeps its study's
+  # rule: no test of the family stands behind it.
   return claim.verdict, claim.rule + (" (Its study's own rule, outside the verdict's family of "
                                       "Holm-corrected tests.)")
 
@@ -213,12 +254,10 @@ def judge(found: list, results) -> list[Test]:
 
 
 def budget(config: dict, cell) -> str:
-  """'2,145 steps of batch 128 (5 epochs), adam cosine' from a run's config and its rows."""
-  steps = int(cell["steps"].iloc[0])
-  epochs = (f" ({config['num_epochs']} epochs)" if config.get("num_train_steps", -1) <= 0
-            and "num_epochs" in config else "")
-  return (f"{steps:,} steps of batch {config.get('batch_size', '?')}{epochs}, "
-          f"{config.get('optimizer', '?')} {config.get('lr_schedule', '')}").rstrip()
+  """'2,145 steps of batch 128 (5 epochs), adam cosine' from a run's config and its rows (the
+  studies' tables say it the same way: studies.budget)."""
+  from research import studies
+  return studies.budget(config, cell["steps"].iloc[0])
 
 
 def rate(config: dict, cell) -> str:

@@ -277,6 +277,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "(locality and weights tied across positions), ||W − P(W)|| / ||W|| in %, at the end of "
       "each dense run (0 at the switch: the eFCN starts in the conv subspace).", "",
       *subspace_table(curve_frame, relax), "",
+      "Each trained cell's budget and under-trained mark (test accuracy still rising by more "
+      "than its 95% half-width over the last 20% of its training):", "",
+      *studies.budget_table(studies.cell_budgets(rows)), "",
       f"Memory: the eFCN's params take {study['param_bytes'] / 2**20:.1f} MiB and Adam's state "
       f"{study['adam_bytes'] / 2**20:.1f} MiB (float32; the seed CNN's eFCN would take "
       f"{seed['param_bytes'] / gib:.2f} GiB + {seed['adam_bytes'] / gib:.2f} GiB)" +

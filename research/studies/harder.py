@@ -16,16 +16,9 @@ import numpy as np
 import pandas as pd
 
 from research import studies
-from research.studies.verdict import SEED_1, SEED_2, Claim, cell, gap, pct, pp
+from research.studies.verdict import SEED_1, SEED_2, Claim, anchors, cell, gap, pct, pp
 from research.sweeps import report
 
-# MNIST-1D's paper (Greydanus 2020, "Scaling down deep learning", its results table): test
-# accuracy of its reference models, to set beside this project's at its own budget.
-MNIST1D_PAPER = {"logistic regression": 32, "MLP": 68, "CNN": 94, "GRU": 91}
-# Zhang et al. 2017, "Understanding deep learning requires rethinking generalization", Table 1:
-# CIFAR-10 test accuracy without regularizers (external anchor; CIFAR-10 cannot be had here).
-ZHANG_CIFAR10 = {"small Inception": 89.05, "AlexNet": 81.22, "MLP 3x512": 53.35,
-                 "MLP 1x512": 50.39}
 # Which conv model each dataset's comparison uses.
 CONV = {"cnn1d": "cnn1d", "cnn": "cnn"}
 SHUFFLE_PAIRS = (("Fashion-MNIST", "Fashion-MNIST shuffled"), ("MNIST-1D", "MNIST-1D shuffled"))
@@ -60,10 +53,11 @@ def comparisons(frame):
   return gaps, shuffles
 
 
-def cell_table(agg, frame) -> list[str]:
+def cell_table(agg, frame, budgets: dict) -> list[str]:
+  """One row per (dataset, model); `budgets`: studies.cell_budgets of the runs."""
   lines = ["| dataset | model | test accuracy (%, mean ± 95% CI) | ± std | validation (%) | "
-           "learning rate | seeds | epochs | params | train s / run |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "learning rate | seeds | epochs | params | train s / run | " +
+           " | ".join(studies.BUDGET_HEAD) + " |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for _, r in agg.iterrows():
     sel = frame[(frame["model"] == r["model"]) & (frame["condition"] == r["condition"])]
     lr = ", ".join(f"{v:g}" for v in sorted(set(sel["learning_rate"])))
@@ -73,7 +67,8 @@ def cell_table(agg, frame) -> list[str]:
         f"{report.fmt_interval(r['test_accuracy_mean'], r['test_accuracy_ci95'])} | "
         f"{100 * r['test_accuracy_std']:.2f} | {100 * r['validation_accuracy_mean']:.2f} | {lr} | "
         f"{int(r['n'])} | {epochs} | {int(r['num_params']):,} | "
-        f"{sel['train_seconds'].mean():.0f} |")
+        f"{sel['train_seconds'].mean():.0f} | " +
+        " | ".join(studies.budget_cells(budgets, r["model"], r["condition"])) + " |")
   return lines
 
 
@@ -94,8 +89,15 @@ def shuffle_table(shuffles) -> list[str]:
   return lines
 
 
+def mnist1d_paper() -> dict:
+  """MNIST-1D's paper's test accuracy of its reference models on MNIST-1D ({name: mean %}),
+  from research/studies/anchors.json, to set beside this project's at its own budget."""
+  return {k: v[0] for k, v in anchors()["mnist1d_paper"]["rows"]["MNIST-1D"].items()}
+
+
 def mnist1d_table(agg) -> list[str]:
   ours = {"logreg": "logistic regression", "mlp": "MLP", "cnn1d": "CNN"}
+  paper = mnist1d_paper()
   sub = agg[agg["condition"] == "MNIST-1D"].set_index("model")
   if sub.empty:
     return []
@@ -103,8 +105,8 @@ def mnist1d_table(agg) -> list[str]:
   for key, name in ours.items():
     here = (report.fmt_interval(sub.loc[key, "test_accuracy_mean"],
                                 sub.loc[key, "test_accuracy_ci95"]) if key in sub.index else "—")
-    lines.append(f"| {name} | ~{MNIST1D_PAPER[name]} | {here} |")
-  lines.append(f"| GRU | ~{MNIST1D_PAPER['GRU']} | (no recurrent model here) |")
+    lines.append(f"| {name} | ~{paper[name]} | {here} |")
+  lines.append(f"| GRU | ~{paper['GRU']} | (no recurrent model here) |")
   return lines
 
 
@@ -159,7 +161,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
                         "mean": r["test_accuracy_mean"], "ci95": r["test_accuracy_ci95"],
                         "std": r["test_accuracy_std"], "n": int(r["n"])}
                        for _, r in agg.iterrows()],
-             "gaps": gaps, "shuffles": shuffles, "mnist1d_paper": MNIST1D_PAPER,
+             "gaps": gaps, "shuffles": shuffles, "mnist1d_paper": mnist1d_paper(),
              "train_hours": hours, "command": report.command_line()}
   studies.write_summary(output_dir, summary)
   lines = [f"Command: `{report.command_line()}`", "",
@@ -170,7 +172,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            "Student t (cells), Welch (differences); a difference is '> 0' or '< 0' only when its "
            f"95% interval excludes zero. Training time of all runs: {hours:.1f} h (train seconds "
            f"summed over runs) on {studies.cpus(rows)}, shared with other jobs.", "",
-           *cell_table(agg, frame), "",
+           *cell_table(agg, frame, studies.cell_budgets(rows)), "",
            "**What convolution buys** (differences of mean test accuracy):", "",
            *gap_table(gaps), ""]
   if shuffles:
@@ -187,57 +189,38 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
 
 
 def claims(results) -> list[Claim]:
-  """Claims 1 (a CNN beats Dense on MNIST), 2 (Dense still gets ~97-98% there) and 7 (Dense
-  degrades sharply on harder image tasks)."""
+  """The evidence of claims 1 (a CNN beats Dense on MNIST), 2 (Dense still gets ~97-98% there)
+  and 7 (Dense degrades sharply on harder image tasks); their verdicts, and claim 7's CIFAR-10
+  anchor (anchors.json): research/studies/_rules.py and verdict.judge."""
   harder = results.summary("harder")
   g = gap(harder, "cnn", "mlp", "MNIST")
   mlp, cnn = cell(harder, "mlp", "MNIST"), cell(harder, "cnn", "MNIST")
-  holds = g["verdict"] == "> 0"
   out = [Claim(
       1, SEED_1, "Replacing the Conv2D layers with Dense layers would lead to a "
       "significantly worse performing model.",
-      "holds" if holds and g["diff"] >= 0.01 else "holds in part" if holds else "does not hold",
-      [f"MNIST, equal budgets: seed CNN {pct(cnn['mean'], cnn['ci95'])} (n={cnn['n']}), "
-       f"seed MLP {pct(mlp['mean'], mlp['ci95'])} (n={mlp['n']}); CNN − MLP {pp(g)}."],
-      "holds if the CNN − MLP interval is above zero and the gap is at least 1 pp; "
-      "holds in part if above zero but smaller; else does not hold."),
+      evidence=[f"MNIST, equal budgets: seed CNN {pct(cnn['mean'], cnn['ci95'])} (n={cnn['n']}), "
+       f"seed MLP {pct(mlp['mean'], mlp['ci95'])} (n={mlp['n']}); CNN − MLP {pp(g)}."]),
     Claim(
       2, SEED_2, "Dense layers still get ~97-98% on MNIST because the dataset is simple.",
-      "holds" if 0.97 <= mlp["mean"] <= 0.985 else "does not hold",
-      [f"seed MLP on MNIST {pct(mlp['mean'], mlp['ci95'])} at the harder-task study's budget."],
-      "holds if the seed MLP's mean test accuracy is in [97, 98.5]%.")]
+      evidence=[f"seed MLP on MNIST {pct(mlp['mean'], mlp['ci95'])} at the harder-task study's "
+                "budget."])]
   harder_sets = [c for c in ("Fashion-MNIST", "cluttered MNIST 60x60", "MNIST-1D")
                  if any(g["condition"] == c for g in harder["gaps"])]
   gaps = {c: gap(harder, "cnn1d" if c == "MNIST-1D" else "cnn", "mlp", c) for c in harder_sets}
-  big = [c for c, g in gaps.items() if g["verdict"] == "> 0" and g["diff"] >= 0.05]
   lines = [f"{c}: {'1-D CNN' if c == 'MNIST-1D' else 'CNN'} − MLP {pp(g)}; MLP "
            f"{pct(cell(harder, 'mlp', c)['mean'], cell(harder, 'mlp', c)['ci95'])}, "
            f"{'1-D CNN' if c == 'MNIST-1D' else 'CNN'} "
            f"{pct(cell(harder, g['a'], c)['mean'], cell(harder, g['a'], c)['ci95'])}."
            for c, g in gaps.items()]
-  lines.append("CIFAR-10 (not measurable offline here; Zhang et al. 2017, Table 1, their "
-               "budgets): " + ", ".join(f"{k} {v}%" for k, v in ZHANG_CIFAR10.items()) + ".")
   out.append(Claim(
       7, SEED_2, "on harder image tasks (CIFAR-10, medical imaging, malware "
       "visualisation), Dense performance degrades sharply while CNNs maintain accuracy.",
-      "holds" if harder_sets and len(big) == len(harder_sets) else "holds in part" if big
-      else "does not hold", lines,
-      "holds if on every harder dataset measured here the conv − MLP interval is above "
-      "zero with a gap of at least 5 pp; holds in part if on some; else does not hold."))
+      evidence=lines))
   return out
 
 
 def notes(results) -> list[tuple[float, list[str]]]:
-  """MNIST-1D's paper as an anchor (after the claims), and the study's command (last)."""
+  """The study's command (last; the external anchors are verdict.notes', from anchors.json)."""
   harder = results.summary("harder")
-  out = []
-  paper = harder.get("mnist1d_paper", {})
-  if paper:
-    out.append((10, ["", "## External anchors", "",
-                     "MNIST-1D's paper (Greydanus 2020), test accuracy at its own budgets: " +
-                     ", ".join(f"{k} ~{v}%" for k, v in paper.items()) +
-                     "; this project's numbers at its budget are in docs/results.md (harder "
-                     "tasks). The seeds' own numbers are quoted in the claims above."]))
-  out.append((90, ["", f"Harder-task study command: `{harder.get('command', '')}`; training "
-                   f"time of its runs {harder.get('train_hours', float('nan')):.1f} h."]))
-  return out
+  return [(90, ["", f"Harder-task study command: `{harder.get('command', '')}`; training time "
+                f"of its runs {harder.get('train_hours', float('nan')):.1f} h."])]

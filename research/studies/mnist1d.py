@@ -17,12 +17,12 @@ PAPER_NAMES = {"mlp": "MLP", "cnn": "CNN"}
 WITHIN = 0.03  # reproduced: the mean within 3 pp of the paper's
 
 
-def paper_table(agg, markers, paper: dict) -> list[str]:
+def paper_table(agg, budgets, paper: dict) -> list[str]:
   """One row per cell: this project's mean ± 95% CI, the paper's mean ± std, the gap, whether
-  it is within 3 pp, and the cell's under-trained mark."""
+  it is within 3 pp, and the cell's budget and under-trained mark (studies.cell_budgets)."""
   lines = ["| condition | model | this project (%, 95% CI) | paper (%, mean ± std of 3) | "
-           "project − paper (pp) | within 3 pp | seeds | under-trained? |",
-           "|---|---|---|---|---|---|---|---|"]
+           "project − paper (pp) | within 3 pp | seeds | " + " | ".join(studies.BUDGET_HEAD) +
+           " |", "|---|---|---|---|---|---|---|---|---|"]
   for _, r in agg.iterrows():
     ref = paper["rows"].get(r["condition"], {}).get(PAPER_NAMES.get(r["model"], ""))
     gap = 100 * r["test_accuracy_mean"] - ref[0] if ref else float("nan")
@@ -30,8 +30,8 @@ def paper_table(agg, markers, paper: dict) -> list[str]:
         f"| {r['condition']} | {r['model']} | "
         f"{report.fmt_interval(r['test_accuracy_mean'], r['test_accuracy_ci95'])} | "
         f"{f'{ref[0]} ± {ref[1]}' if ref else '—'} | {gap:+.2f} | "
-        f"{'yes' if abs(gap) <= 100 * WITHIN else 'NO'} | {int(r['n'])} | "
-        f"{report.under_trained_mark(markers.get((r['model'], r['condition'])))} |")
+        f"{'yes' if abs(gap) <= 100 * WITHIN else 'NO'} | {int(r['n'])} | " +
+        " | ".join(studies.budget_cells(budgets, r["model"], r["condition"])) + " |")
   return lines
 
 
@@ -44,7 +44,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   frame = report.to_frame(rows)
   agg = report.aggregate(frame)
   curves = report.learning_curves(rows, "test")
-  markers = report.under_trained_cells(curves)
+  budgets = studies.cell_budgets(rows)
   report.plot_learning_curves(curves, os.path.join(output_dir, "mnist1d_curves.png"),
                               "MNIST-1D, the paper's recipe: test accuracy (mean, 95% CI)")
   paper = verdict.anchors()["mnist1d_paper"]
@@ -54,8 +54,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   cells = [{"model": r["model"], "condition": r["condition"], "mean": r["test_accuracy_mean"],
             "ci95": r["test_accuracy_ci95"], "n": int(r["n"]),
             "paper": paper["rows"].get(r["condition"], {}).get(PAPER_NAMES[r["model"]]),
-            "under_trained": (markers.get((r["model"], r["condition"])) or {}).get(
-                "under_trained")} for _, r in agg.iterrows()]
+            "under_trained": (budgets.get((r["model"], r["condition"]), {}).get("marker")
+                              or {}).get("under_trained")} for _, r in agg.iterrows()]
   studies.write_summary(output_dir, {"cells": cells, "train_hours": hours,
                                      "budget": {k: config[k] for k in (
                                          "num_train_steps", "batch_size", "learning_rate",
@@ -73,7 +73,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            f"{studies.cpus(rows)}, shared with other jobs. 'MNIST-1D shuffled': one fixed "
            "permutation of the 40 positions (permutation_seed 0), train and test, retrained.", "",
            f"The paper's numbers: {paper['source']}.", "",
-           *paper_table(agg, markers, paper), "",
+           *paper_table(agg, budgets, paper), "",
            "What differs from the paper (configs/mnist1d.py): the paper's MLP adds its second "
            "layer's output to that layer's input (a residual: h + relu(W2 h)), this one does "
            "not; the paper's CNN has kernels 5, 3, 3 with stride 2 and padding 1 and no "

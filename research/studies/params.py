@@ -102,8 +102,9 @@ def run(output_dir: str = "", results_md: str = "", image_shape="28,28,1"):
 
 
 def claims(results) -> list[Claim]:
-  """Claims 6 (314x fewer parameters for comparable features) and 9 (the two layers are not
-  interchangeable), judged by the counts and the exact conversion."""
+  """The evidence of claims 6 (314x fewer parameters for comparable features) and 9 (the two
+  layers are not interchangeable): the counts and the exact conversions. Their verdicts
+  (computed from the counts, the conversion and claim 1's test): research/studies/_rules.py."""
   from research import equivalence
   params = results.csv("params")
   dense = params[(params["model"] == "mlp") & (params["layer"] == "Dense_0")]["params"].iloc[0]
@@ -112,22 +113,16 @@ def claims(results) -> list[Claim]:
   return [Claim(
       6, SEED_2, "The Conv2D layer achieves comparable feature extraction with 314x fewer "
       "parameters because it reuses the same 3x3 filter at every position.",
-      "holds in part",
-      [f"Dense(128) on 784 inputs: {dense:,} parameters; Conv2D(32, 3x3): {conv:,} "
+      evidence=[f"Dense(128) on 784 inputs: {dense:,} parameters; Conv2D(32, 3x3): {conv:,} "
        f"({dense / conv:.0f}x fewer).",
        f"The same conv as an exact dense layer: {exact['dense_params']:,} parameters "
        f"({exact['dense_nonzero_weights']:,} nonzero weights): the two layers compute "
-       "different functions, so the ratio compares unlike things."],
-      "the count holds; 'comparable' is judged by the studies above (the seed CNN's "
-      "34,826 parameters against the seed MLP's 101,770 at equal budgets)."), Claim(
+       "different functions, so the ratio compares unlike things."]), Claim(
       9, SEED_1, "while both layers perform linear transformations, their distinct "
       "handling of spatial information makes them fundamentally different. They are "
       "not interchangeable",
-      "holds in part",
-      ["As functions they are interchangeable: every conv is exactly a dense layer with "
+      evidence=["As functions they are interchangeable: every conv is exactly a dense layer with "
        "a sparse, tied matrix and every dense layer is exactly a conv whose kernel "
        "covers the input (research/equivalence.py, exact to float32 rounding in "
        "tests/test_equivalence.py). What differs is what each learns from data at a "
-       "given budget (claims above)."],
-      "a function-level claim is judged by the exact conversion; a learning-level "
-      "claim by the studies.")]
+       "given budget (claims above)."])]

@@ -85,7 +85,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            "full clean test set (for random labels the test labels are the true ones). Mean ± "
            "95% t interval over seeds.", "",
            report.markdown_table(agg, metrics=("train_accuracy", "train_loss", "test_accuracy"),
-                                labels={"train_loss": "train loss (nats)"}, spread="ci95"), ""]
+                                labels={"train_loss": "train loss (nats)"}, spread="ci95",
+                                more=studies.budget_columns(studies.cell_budgets(rows))), ""]
   lines += report.claims_table(checks(agg))
   lines += ["", "![rethinking generalization](rethinking.png)"]
   studies.write_summary(output_dir, {

@@ -35,13 +35,15 @@ VERDICTS = ("holds", "holds in part", "not contradicted", "undetermined", "does 
 
 @dataclasses.dataclass
 class Claim:
-  """A claim of the seeds: `order` places it on the page (the seeds' order)."""
+  """A claim of the seeds: `order` places it on the page (the seeds' order). A study gives its
+  evidence; the verdict and its rule are decided in research/studies/_rules.py for the claims it
+  judges (1-9), and only a claim it has no rule for (another study's) brings its own."""
   order: float
   source: str
   quote: str
-  verdict: str  # holds | holds in part | does not hold
-  evidence: list[str]
-  rule: str
+  verdict: str = ""  # holds | holds in part | does not hold | ... (VERDICTS)
+  evidence: list[str] = dataclasses.field(default_factory=list)
+  rule: str = ""
 
 
 class Missing(Exception):
@@ -159,7 +161,6 @@ def judge(found: list[Claim], results: Results):
   tests = _rules.judge(found, results)
   zhang = anchors()["zhang2017_cifar10"]
   for claim in found:
-    claim.evidence = [e for e in claim.evidence if not e.startswith("CIFAR-10 (not measurable")]
     if claim.order == 7:
       claim.evidence.append(
           f"CIFAR-10 (not measurable offline here; {zhang['source']}; {zhang['budget']}): " +
@@ -174,7 +175,7 @@ def notes(results: Results) -> list[str]:
   for name in studies.names():
     module = studies.load(name)
     if hasattr(module, "notes"):  # the anchors are this module's (anchors.json), not a study's
-      parts += [p for p in module.notes(results) if "## External anchors" not in p[1]]
+      parts += module.notes(results)
   paper = anchors()["mnist1d_paper"]
   parts.append((10, ["", "## External anchors", "", f"MNIST-1D's paper ({paper['source']}; "
                      f"{paper['budget']}), test accuracy, mean ± std: " + "; ".join(
@@ -211,7 +212,7 @@ def render(found: list[Claim], after: list[str], tests=(), cells=()) -> str:
            f"on the tests listed under it: together they are one family of {usable} tests, "
            f"corrected by Holm's procedure at a family-wise error rate of {100 * ALPHA:.0f}% "
            "(Welch tests of differences; TOST with a stated margin for claims of no "
-           "difference). A cell still rising by more than its own interval over the last 20% "
+           "difference; one-sample t tests of a mean against a threshold). A cell still rising by more than its own interval over the last 20% "
            "of its training is under-trained and carries no verdict. The intervals in the "
            "evidence lines and in the notes after the claims are uncorrected, each at 95%.", "",
            f"Of {len(found)} claims: " + ", ".join(
@@ -287,7 +288,8 @@ def answer(results: Results) -> str:
   curves = {(c["model"], c["condition"], int(c["shift"])): c["mean"]
             for c in translation["shift_curves"]}
   if all((m, "MNIST", s) in curves for m in ("mlp", "cnn") for s in (0, 4)):
-    invariant = curves["cnn", "MNIST", 0] - curves["cnn", "MNIST", 4] < 0.02  # claim 5's rule
+    invariant = (curves["cnn", "MNIST", 0] - curves["cnn", "MNIST", _rules.SHIFT]
+                 < _rules.SHIFT_INVARIANT)  # claim 5's threshold
     text += (f", and {'the CNN is nearly' if invariant else 'neither model is'} translation "
              f"invariant (at a 4 px test shift the CNN keeps "
              f"{report.fmt_interval(curves['cnn', 'MNIST', 4], float('nan'), digits=1)}%, the "

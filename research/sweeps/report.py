@@ -122,14 +122,18 @@ def aggregate(frame, by=("model", "condition"), metrics=("test_accuracy", "train
 
 
 def markdown_table(agg, by=("model", "condition"), metrics=("test_accuracy", "train_accuracy"),
-                   labels=None, extra=("n", "steps", "num_params"), spread: str = "std") -> str:
-  """One row per group; `spread` 'std' (mean ± std) or 'ci95' (mean ± 95% t half-width)."""
+                   labels=None, extra=("n", "steps", "num_params"), spread: str = "std",
+                   more: dict | None = None) -> str:
+  """One row per group; `spread` 'std' (mean ± std) or 'ci95' (mean ± 95% t half-width).
+  `more`: {(model, condition): {column: text}} ends each row (a study's budget and under-trained
+  columns: research.studies.budget_columns); '—' where a row has none."""
   labels = labels or {}
   metrics = [m for m in metrics if f"{m}_mean" in agg.columns]
   extra = [e for e in extra if e in agg.columns]
   what = "± 95% CI" if spread == "ci95" else "± std"
+  more_head = list(next(iter(more.values()), {})) if more else []
   head = list(by) + [labels.get(m, m.replace("_", " ") + f" (%, {what})") for m in metrics] + list(
-      extra)
+      extra) + more_head
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for _, r in agg.iterrows():
     cells = [str(r[b]) for b in by] + [
@@ -138,6 +142,7 @@ def markdown_table(agg, by=("model", "condition"), metrics=("test_accuracy", "tr
         else fmt_interval(r[f"{m}_mean"], r[f"{m}_{spread}"]) for m in metrics]
     cells += [f"{int(r[e]):,}" if isinstance(r[e], (int, float, np.integer, np.floating))
               and r[e] == r[e] else str(r[e]) for e in extra]
+    cells += [(more or {}).get((r["model"], r["condition"]), {}).get(h, "—") for h in more_head]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
