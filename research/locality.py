@@ -74,6 +74,20 @@ def window_fraction(mass: np.ndarray, k: int, centre=None) -> np.ndarray:
   return np.where(total > 0, best / np.where(total > 0, total, 1.0), np.nan)
 
 
+def centred_fraction(mass: np.ndarray, k: int) -> np.ndarray:
+  """[U] fraction of each unit's mass in the k x k window centred on its rounded centroid (cut
+  by the grid's edge): the calibration point's plain definition, which `window_fraction` bounds
+  from above (it takes the best window that contains the centroid)."""
+  u, h, w = mass.shape
+  r, c = centroids(mass)
+  rows, cols = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
+  inside = ((np.abs(rows - r[:, None, None]) <= (min(k, h) - 1) // 2) &
+            (np.abs(cols - c[:, None, None]) <= (min(k, w) - 1) // 2))
+  total = mass.sum(axis=(1, 2))
+  return np.where(total > 0, (mass * inside).sum(axis=(1, 2)) / np.where(total > 0, total, 1.0),
+                  np.nan)
+
+
 def rf_size(mass: np.ndarray, level: float = LEVEL) -> np.ndarray:
   """[U] the smallest window side k whose locality(k) >= level (NaN for units without mass)."""
   u, h, w = mass.shape
@@ -128,9 +142,11 @@ def measure(kernel, image_shape, window: int = WINDOW, varying=None, perm=None,
   live = mass.sum(axis=(1, 2)) > 0
   if not live.any():
     nan = float("nan")
-    return {"locality": nan, "chance": nan, "rf": nan, "chance_rf": nan, "units": 0,
-            "weights_left": 0.0}
+    return {"locality": nan, "centred": nan, "chance_centred": nan, "chance": nan, "rf": nan,
+            "chance_rf": nan, "units": 0, "weights_left": 0.0}
   return {"locality": float(np.mean(window_fraction(mass[live], window))),
+          "centred": float(np.mean(centred_fraction(mass[live], window))),
+          "chance_centred": float(np.mean(centred_fraction(chance[live], window))),
           "chance": float(np.mean(window_fraction(chance[live], window))),
           "rf": float(np.mean(rf_size(mass[live]))),
           "chance_rf": float(np.mean(rf_size(chance[live]))),

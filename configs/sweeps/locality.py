@@ -77,6 +77,6 @@ def get_sweep(arg=None):
       "common": common,
       "models": {"fc512": {"model": "fc", "mlp_hidden": (512,)}},
       "conditions": conditions,
-      "seeds": [0] if quick else [0, 1, 2],
+      "seeds": [0] if quick else [0, 1, 2, 3, 4],
       "resources": {"num_cpus": 1},
   }
