@@ -198,6 +198,9 @@ def load_tfds(name: str, data_dir: str = "") -> Dataset:
     raise UserError(f"TFDS data_dir {data_dir} is not usable: {e}") from None
   if not builder.is_prepared():
     _prepare(builder, name, data_dir)
+    # A builder made before the dataset was prepared (here, or by another process while this one
+    # waited for the lock) keeps the unprepared info, without splits: read the prepared one.
+    builder = tfds.builder(name, data_dir=data_dir)
   info = builder.info
   if "image" not in info.features or "label" not in info.features:
     raise UserError(f"dataset {name!r} has no 'image'/'label' features; use an image "

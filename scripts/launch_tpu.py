@@ -27,6 +27,8 @@ import sys
 
 from absl import app, flags
 
+from research.tpu.slices import LOST, decide
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tpu", None, "TPU VM name.", required=True)
 flags.DEFINE_string("zone", None, "GCP zone, e.g. us-central2-b.", required=True)
@@ -94,27 +96,6 @@ def commands() -> dict[str, list[list[str]]]:
       "delete": [_gcloud("delete", FLAGS.tpu, "--force", "--quiet", "--async",
                          group="queued-resources")],
   }
-
-
-# A queued resource's states (Cloud TPU's documentation): waiting, running, or gone.
-WAITING = {"ACCEPTED", "WAITING_FOR_RESOURCES", "PROVISIONING", "CREATING"}
-LOST = {"SUSPENDING", "SUSPENDED", "FAILED", "DELETING", "PREEMPTED", ""}
-
-
-def decide(state: str, run_status: int | None, retries: int, max_retries: int) -> str:
-  """--watch's next move: 'wait' (the slice is not ready), 'run' (ready, the run not started),
-  'done' (the run ended well), 'recreate' (the slice was lost; re-queue it), 'give_up' (lost
-  once more than max_retries allow), 'failed' (the run itself failed on a live slice).
-  `run_status`: None before the run starts on this slice, else the run's exit status."""
-  if run_status == 0:
-    return "done"
-  if state in LOST:
-    return "give_up" if retries >= max_retries else "recreate"
-  if state in WAITING:
-    return "wait"
-  if state == "ACTIVE":
-    return "run" if run_status is None else "failed"
-  return "wait"  # a state this script does not know: look again
 
 
 def preflight_command() -> list[str]:

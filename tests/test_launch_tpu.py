@@ -1,5 +1,4 @@
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -85,12 +84,7 @@ def test_spot_asks_through_a_queued_resource_and_watch_prints_its_loop():
 
 
 def test_watch_decides_from_the_slices_state():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("launch_tpu", os.path.join(ROOT, "scripts",
-                                                                          "launch_tpu.py"))
-  launch_tpu = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(launch_tpu)
-  decide = lambda state, run=None, retries=0: launch_tpu.decide(state, run, retries, 2)
+  decide = lambda state, run=None, retries=0: tpu.decide(state, run, retries, 2)
   assert [decide(s) for s in ("ACCEPTED", "WAITING_FOR_RESOURCES", "PROVISIONING")] == ["wait"] * 3
   assert decide("ACTIVE") == "run" and decide("ACTIVE", run=0) == "done"
   assert decide("SUSPENDED", run=255) == "recreate" and decide("FAILED") == "recreate"

@@ -115,3 +115,24 @@ def libtpu_installed() -> bool:
   if importlib.util.find_spec("libtpu") is not None:
     return True
   return os.path.isfile(os.path.join(LIBTPU_DIR, "libtpu", "__init__.py"))
+
+
+# A queued resource's states (Cloud TPU's documentation): waiting, running, or gone.
+WAITING = {"ACCEPTED", "WAITING_FOR_RESOURCES", "PROVISIONING", "CREATING"}
+LOST = {"SUSPENDING", "SUSPENDED", "FAILED", "DELETING", "PREEMPTED", ""}
+
+
+def decide(state: str, run_status: int | None, retries: int, max_retries: int) -> str:
+  """--watch's next move: 'wait' (the slice is not ready), 'run' (ready, the run not started),
+  'done' (the run ended well), 'recreate' (the slice was lost; re-queue it), 'give_up' (lost
+  once more than max_retries allow), 'failed' (the run itself failed on a live slice).
+  `run_status`: None before the run starts on this slice, else the run's exit status."""
+  if run_status == 0:
+    return "done"
+  if state in LOST:
+    return "give_up" if retries >= max_retries else "recreate"
+  if state in WAITING:
+    return "wait"
+  if state == "ACTIVE":
+    return "run" if run_status is None else "failed"
+  return "wait"  # a state this script does not know: look again
