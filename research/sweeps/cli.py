@@ -14,6 +14,7 @@ instance after --ray_restarts restarts: Ray's failure, named with the runs it in
 the same command to resume); 130 on Ctrl-C (rerun the same command to resume). The studies
 (`python -m research.studies NAME`) take the same flags and add their analysis and plots.
 """
+import os
 import sys
 
 from absl import app, flags
@@ -119,6 +120,9 @@ def run_app(body, argv: list[str] | None = None) -> None:
 def _sweep():
   result = engine.run_sweep(**sweep_arguments())
   print(engine.report_sweep(result, FLAGS.results_md))
+  where = os.path.join(result.output_dir, "results")
+  print(f"wrote {where}.csv and {where}.md" + (f", and its section of {FLAGS.results_md}"
+                                                if FLAGS.results_md else ""), flush=True)
   return result.rows
 
 
