@@ -127,7 +127,7 @@ class RayExecutor:
       pass
     elif self.address:
       from research import UserError
-      _check_reachable(self.address)
+      ray_node.check_reachable(self.address)
       try:
         ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
       except (ConnectionError, RuntimeError, ValueError) as e:
@@ -159,6 +159,8 @@ class RayExecutor:
     from research import UserError
     self.connect()
     nodes = self._nodes()
+    if not nodes:
+      raise ray_node.RayNodeLost(self._lost_message("no node of it is alive", [], []))
     max_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
     has_gpu = any(n.get("GPU", 0) for n in nodes)
     tpu_chips = max((n.get("TPU", 0) for n in nodes), default=0)
@@ -220,6 +222,11 @@ class RayExecutor:
     whose worker died more than max_retries times is failed with Ray's error line; a lost node
     restarts Ray or raises ray_node.RayNodeLost (see the class)."""
     import ray
+    self.connect()
+    try:  # the node may have died since the last batch (during the evaluations, say)
+      self._check_node()
+    except _NodeDied as died:
+      self._restart(died.reason, [], runs)
     task, options, pin, slots = self._task()
     pending, inflight = list(runs), {}
     checked = time.time()
@@ -318,9 +325,9 @@ class RayExecutor:
     if not self._ready or not jobs:
       return {run.name: "not connected" for run, _ in jobs}
     try:
-      _, options, pin, _ = self._task()
-      options = {k: v for k, v in options.items() if k not in ("max_retries", "retry_exceptions")}
-      task = ray.remote(remote_evals).options(**options, max_retries=0)
+      options = dict(self.task_options(), max_retries=0)
+      pin = int(options["num_cpus"]) if not (options["num_gpus"] or options["resources"]) else 0
+      task = ray.remote(max_calls=options.pop("max_calls"))(remote_evals).options(**options)
       refs = {task.remote(run, items, runs_dir, pin): run for run, items in jobs}
       errors = {}
       for ref, run in refs.items():
@@ -339,22 +346,6 @@ class _NodeDied(Exception):
   def __init__(self, reason: str):
     super().__init__(reason)
     self.reason = reason
-
-
-def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
-  """A HOST:PORT (or ray://HOST:PORT) nobody listens on: one error line now, not ray.init's
-  minutes of retries."""
-  from research import UserError
-  hostport = address.split("://", 1)[-1]
-  host, _, port = hostport.rpartition(":")
-  if address == "auto" or not host or not port.isdigit():
-    return
-  try:
-    socket.create_connection((host, int(port)), timeout=timeout_s).close()
-  except OSError as e:
-    raise UserError(f"cannot join the Ray cluster at {address}: nothing answers there "
-                    f"({e.strerror or e}); start one with `ray start --head` or check "
-                    "--ray_address") from None
 
 
 def run_runs(runs, runs_dir: str, executor: str = "ray", log=print, progress=None,

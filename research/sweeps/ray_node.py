@@ -9,6 +9,7 @@ ends the workers a dead raylet leaves behind, which would otherwise go on traini
 its retry trains it too. In every worker, `exit_with_raylet` does the same from the inside (on
 a remote cluster the driver cannot reach the worker's machine).
 
+`check_reachable` turns a cluster address nobody answers at into one error line.
 `RayNodeLost` is the error of a sweep that lost its Ray node for good: on a remote cluster at
 once, on the local one after the executor's restarts. It names Ray's failure and the runs it
 interrupted; it never blames the runs.
@@ -91,6 +92,24 @@ class LocalNode:
         pass
     psutil.wait_procs(alive, timeout=timeout_s)
     return [p.pid for p in alive]
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+  """A HOST:PORT (or ray://HOST:PORT) nobody listens on: one error line now, not ray.init's
+  minutes of retries."""
+  import socket
+
+  from research import UserError
+  hostport = address.split("://", 1)[-1]
+  host, _, port = hostport.rpartition(":")
+  if address == "auto" or not host or not port.isdigit():
+    return
+  try:
+    socket.create_connection((host, int(port)), timeout=timeout_s).close()
+  except OSError as e:
+    raise UserError(f"cannot join the Ray cluster at {address}: nothing answers there "
+                    f"({e.strerror or e}); start one with `ray start --head` or check "
+                    "--ray_address") from None
 
 
 _watching = False
