@@ -1,4 +1,7 @@
 """Training options for big batches: gradient accumulation, learning-rate warmup, weight decay."""
+import json
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,7 +89,7 @@ def test_a_run_records_its_training_options(mnist, tmp_path):
   assert results["steps"] == 10 and np.isfinite(results["test_loss"])
 
 
-def test_a_run_with_these_options_resumes_to_the_same_bits(mnist, tmp_path, caplog):
+def test_a_run_with_these_options_resumes_to_the_same_bits(mnist, tmp_path):
   import shutil
   config = tiny_config("mlp", grad_accum_steps=2, warmup_steps=5, weight_decay=1e-4,
                        lr_schedule="cosine", num_train_steps=20, checkpoint_every_steps=10)
@@ -95,9 +98,14 @@ def test_a_run_with_these_options_resumes_to_the_same_bits(mnist, tmp_path, capl
   shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
   shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "20")
   (tmp_path / "resumed" / "results.json").unlink()
-  with caplog.at_level("INFO"):
-    resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
-  assert "resumed from the checkpoint at step 10" in caplog.text
+  train_lines = lambda run: {r["step"]: r["time"] for r in map(json.loads, open(
+      tmp_path / run / "metrics.jsonl")) if r["split"] == "train"}
+  before = train_lines("resumed")
+  started = time.time()
+  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  after = train_lines("resumed")
+  # It went on from step 10: the lines up to it are the first run's, the later ones new.
+  assert after[10] == before[10] and after[20] > started
   assert (resumed["test_loss"], resumed["test_accuracy"]) == (whole["test_loss"],
                                                               whole["test_accuracy"])
   a = experiment.load_model(str(tmp_path / "whole"))[1]
