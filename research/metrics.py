@@ -55,7 +55,7 @@ class MetricWriter:
 
   def write_config(self, config) -> None:
     """config.json, and the config's fields as the run's TensorBoard hparams (so a sweep's
-    folder of runs opens in the HParams dashboard, one session per run)."""
+    folder of runs opens in the HParams dashboard, one entry per run)."""
     if self.enabled:
       _atomic_write(os.path.join(self.workdir, "config.json"), config.to_json_best_effort(indent=2))
       with _clear_write_errors(self.workdir):
@@ -136,7 +136,7 @@ class EventFile:
         value=[self._summary.Value(tag=tag, simple_value=float(value))])))
 
   def hparams(self, values: dict, group: str) -> None:
-    """The run's hyperparameters for TensorBoard's HParams dashboard (a session start whose
+    """The run's hyperparameters for TensorBoard's HParams dashboard (an HParams start record whose
     metrics are the run's scalars): numbers, strings and bools as they are, others as text."""
     from google.protobuf import struct_pb2
     from tensorboard.compat.proto import summary_pb2

@@ -43,8 +43,8 @@ class Runner:
   "auto" (a directory in each machine's temp dir), a path, or "" (none). records: the run
   records file ("auto": OUTPUT_DIR/runs.jsonl; "": none).
 
-  `session(spec)` holds one Ray connection for everything run inside it (run_sweep's search,
-  runs and evaluations); outside a session each batch connects and disconnects on its own.
+  `connected(spec)` holds one Ray connection for everything run inside it (run_sweep's search,
+  runs and evaluations); outside it each batch connects and disconnects on its own.
   """
   runs_dir: str
   output_dir: str
@@ -88,7 +88,7 @@ class Runner:
             "restarts": self.ray_restarts, **wanted}
 
   @contextlib.contextmanager
-  def session(self, spec: dict):
+  def connected(self, spec: dict):
     """One Ray executor (connected on the first run it trains) for everything inside."""
     if self.executor != "ray" or self._ray is not None:
       yield
@@ -131,7 +131,7 @@ class Runner:
       self.log(f"run records: {n} runs in {self.records_file}")
 
   def evaluate(self, spec: dict, runs: list, rows: list[dict]) -> list[dict]:
-    """The spec's test-time evaluations: scored in the Ray workers when this runner's session
+    """The spec's test-time evaluations: scored in the Ray workers when this runner's connection
     is connected (they hold the imports, data and compiled programs), else here."""
     if self._ray is not None:
       jobs = evals.pending(spec, runs, rows, self.runs_dir)
@@ -145,7 +145,7 @@ class Runner:
     start from other runs' checkpoints); rows as run_sweep's."""
     self.log(f"{study}: {len(runs)} runs in {self.runs_dir} ({self.executor})")
     seen = []
-    with self.session(spec):
+    with self.connected(spec):
       outcomes = self.executor_for(spec, seen)(runs)
     self.save_records(seen)
     return result_rows(study, runs, outcomes, self.runs_dir)
@@ -199,7 +199,7 @@ def run_sweep(sweep, *, name: str | None = None, overrides: dict | None = None,
   os.makedirs(runner.output_dir, exist_ok=True)
   seen = []
   execute = runner.executor_for(spec, seen)
-  with runner.session(spec):  # one Ray instance (and its warm workers) for every stage
+  with runner.connected(spec):  # one Ray instance (and its warm workers) for every stage
     if spec.get("lr_search") and "learning_rate" not in overrides:
       spec = lr_search.choose_learning_rates(spec, overrides, execute, log=runner.log,
                                              study=name)
