@@ -207,7 +207,9 @@ def test_a_sweep_survives_its_ray_node_dying_and_gives_the_inline_cells(mnist, t
   assert [n for _, n in restarts] == ["1", "2", "3"], output[-4000:]
   for (name, pid), (reason, _) in zip([k for k in killed if k[0] != "worker"], restarts):
     assert f"{name} (pid {pid})" in reason  # the process that was killed, by name and pid
-  assert "every candidate" not in output and "error:" not in output
+  # the project's own error lines start with "error:"; Ray's log may say "RPC error: ..." mid-line
+  assert "every candidate" not in output
+  assert not re.search(r"^error:", output, re.M), output[-4000:]
   frame = pd.read_csv(out / "results.csv")
   assert (frame["status"].isin(["trained", "resumed"])).all() and len(frame) == 2
   cells = {os.path.basename(w): (a, l) for w, a, l in
