@@ -6,6 +6,9 @@ watchdog, machine, cli. The other parts, each a package: research.cpu (CPU speed
 through models.conv_block), research.sweeps (grids, executors, records, reports),
 research.studies (one module per study, the verdict), research.tpu (slices, preflight).
 """
+from research import machine
+
+machine.fix_xla_threads()  # same bits on any number of cores (docs/runs.md, Determinism)
 
 
 class UserError(Exception):

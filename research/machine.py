@@ -1,6 +1,7 @@
 """What this machine's CPU is, read once from /proc/cpuinfo: its model name and the vector
 extensions that decide which kernels XLA:CPU and research/cpu run fast."""
 import functools
+import os
 import platform
 
 
@@ -27,3 +28,21 @@ def cpu_fingerprint() -> str:
   """The model name and every flag: a key for code compiled for this CPU (-march=native)."""
   name, flags = _cpuinfo()
   return "\n".join([name, *sorted(flags)])
+
+
+def fix_xla_threads() -> None:
+  """Sizes XLA:CPU's thread pool by the machine, not by the cores this process may use.
+
+  XLA's dots and Eigen's convolution gradients split their sums by the pool's size, which XLA
+  otherwise takes from the process's CPU affinity (`taskset`, a Ray worker's slot): the same run
+  would give other bits on other cores. Sets PJRT_NPROC to the machine's CPU count unless the
+  user set it; it takes effect if JAX's CPU client has not started yet (importing `research`
+  before any JAX computation does that). The pool then has that many threads even where the
+  process runs on fewer cores (docs/runs.md gives what that costs).
+  """
+  os.environ.setdefault("PJRT_NPROC", str(os.cpu_count() or 1))
+
+
+def xla_threads(cpu_devices: int = 1) -> int:
+  """The size of XLA:CPU's pool: PJRT_NPROC, and never fewer than the CPU devices."""
+  return max(int(os.environ.get("PJRT_NPROC") or os.cpu_count() or 1), cpu_devices)

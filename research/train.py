@@ -224,6 +224,7 @@ def _train(config, workdir: str, exp: Experiment, watchdog: Watchdog) -> dict:
       "grad_accum_steps": config.grad_accum_steps, "warmup_steps": config.warmup_steps,
       "weight_decay": config.weight_decay,
       "conv_impl": exp.program.block.name, "cpu": machine.cpu_name(),
+      "xla_threads": machine.xla_threads(jax.local_device_count("cpu")),
   }
   if val:
     results.update(validation_accuracy=val["accuracy"], validation_loss=val["loss"],

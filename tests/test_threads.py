@@ -5,8 +5,8 @@ The knob: XLA:CPU sizes the intra-op thread pool that runs its Eigen dots and co
 hands our kernels (their `ffi::ThreadPool`) once, at client start: PJRT_NPROC threads if set, else
 as many as the CPUs the process may run on (`taskset`, cgroups, a Ray worker's slot), and never
 fewer than the CPU devices (conftest's 8 fake ones would make every pool 8). Each child here runs
-on one device with PJRT_NPROC set, so its pool size is what the test asks even on a machine with
-one core, and a child reports that size through the kernels' own ThreadPoolSize target
+on one device with PJRT_NPROC set (the last test leaves it to `research`), so its pool size is
+what the test asks even on a machine with one core, and a child reports that size through the kernels' own ThreadPoolSize target
 (research/cpu/kernels/dense.cc) to show that the knob took.
 
 What is promised: `conv_impl='fused'` where its kernels run every layer of the seed CNN (an
@@ -19,11 +19,12 @@ the pool size); the second convolution's bias gradient (convdot.bias_grad) is a 
 product that XLA compiles into its own loop; the rest of the step is XLA's own loops too, which
 split outputs, never a sum, across threads.
 
-What is not: `hybrid` (what 'auto' picks without the kernels, or under jit over several devices),
-`xla` and nn.Conv run Eigen's convolution gradients, im2col's kernel-gradient dot and the
-classifier's dot, whose sums Eigen splits by the pool size: measured with 1 against 2 threads
-(seed CNN, batch 128) the kernel gradients of both convolutions and the classifier's forward
-differ in the last bits. Nothing here promises their bits across thread counts.
+What XLA sums (`hybrid`, what 'auto' picks without the kernels or under jit over several devices;
+`xla`; nn.Conv; the MLP's dots outside `fused`): Eigen splits its convolution gradients' and dots'
+sums by the pool's size, so those bits follow PJRT_NPROC. Importing `research` sets it to the
+machine's CPU count (research.machine.fix_xla_threads), so a process on 1 core and one on 2 give
+the same bits, and so does a run stopped on 1 core and resumed on 2: the last test here, with
+PJRT_NPROC unset as a user's shell has it. Another PJRT_NPROC gives other bits there.
 """
 import json
 import os
@@ -206,3 +207,65 @@ def test_fused_mlp_gives_the_same_bits_with_one_and_two_threads(fused_everywhere
     assert child.wait(600) == 0, child.tail()
   _assert_same_bits(_results_and_params(tmp_path / "1"), _results_and_params(tmp_path / "2"),
                     "the MLP with 1 thread against 2")
+
+
+# --- XLA's own sums: hybrid, xla, the MLP's XLA dots, on 1 core and on 2 ----------------------
+
+# Runs a command on the given CPUs: the affinity is set, then the command is exec'd (it inherits it).
+_ON_CPUS = "import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(','))); " \
+           "os.execv(sys.argv[2], sys.argv[2:])"
+
+
+def _on_cores(cores: int, args: list[str]) -> list[str]:
+  cpus = sorted(os.sched_getaffinity(0))
+  if len(cpus) < 2:
+    pytest.skip("one CPU: nothing to compare a run on one core with")
+  return [sys.executable, "-c", _ON_CPUS, ",".join(map(str, cpus[:cores])), *args]
+
+
+def _env_unset(**extra) -> dict:
+  """A child's environment as a user's shell has it: one CPU device and no PJRT_NPROC, so the
+  pool's size is what importing `research` chooses."""
+  env = {k: v for k, v in _env(1, **extra).items() if k != "PJRT_NPROC"}
+  return env
+
+
+@pytest.mark.slow
+def test_xla_sums_give_the_same_bits_on_one_core_and_on_two_and_across_a_resume(tmp_path, spawn):
+  """`hybrid` (what 'auto' picks without the kernels) on 1 and 2 cores, and stopped on 1 core,
+  resumed on 2; the MLP with XLA's dots on 1 and 2 cores. Without the pool fixed by the machine
+  (research.machine.fix_xla_threads) the params differ in the last bits after a few steps."""
+  ok, why = mnist_available()
+  if not ok:
+    pytest.skip(f"real MNIST unavailable: {why}")
+  cnn = lambda name, child=False: _on_cores(
+      1 if name != "two" else 2,
+      cli_args(*FLAGS, "--config.conv_impl=hybrid", f"--workdir={tmp_path / name}", child=child))
+  stopped = spawn(cnn("resumed", child=True), "stopped", _env_unset(CHILD_CHUNK_DELAY="0.3"))
+  one = spawn(cnn("one"), "one", _env_unset())
+  assert stopped.wait_for(f"step 10/{STEPS}", timeout=300), stopped.tail()
+  stopped.signal(signal.SIGTERM)
+  assert stopped.wait(300) == 143, stopped.tail()
+  saved = [l for l in stopped.output().splitlines() if l.startswith("preempted: checkpoint at step")]
+  assert len(saved) == 1 and int(saved[0].split()[4]) < STEPS, stopped.tail()
+  resumed = spawn(_on_cores(2, cli_args(*FLAGS, "--config.conv_impl=hybrid",
+                                        f"--workdir={tmp_path / 'resumed'}")), "resumed", _env_unset())
+  assert one.wait(600) == 0, one.tail()
+  two = spawn(cnn("two"), "two", _env_unset())
+  for child in (resumed, two):
+    assert child.wait(600) == 0, child.tail()
+  assert "resumed from the checkpoint at step" in resumed.output(), resumed.tail()
+  reference = _results_and_params(tmp_path / "one")
+  _assert_same_bits(reference, _results_and_params(tmp_path / "two"), "hybrid on 1 core against 2")
+  _assert_same_bits(reference, _results_and_params(tmp_path / "resumed"),
+                    f"hybrid on 1 core against 1 until step {saved[0].split()[4]}, then 2")
+  with open(tmp_path / "one" / "results.json") as f:
+    assert json.load(f)["xla_threads"] == os.cpu_count()  # the machine's, not the one core's
+
+  mlp = [f.replace("mnist_cnn", "mnist_mlp") for f in FLAGS] + ["--config.conv_impl=xla"]
+  runs = {n: spawn(_on_cores(n, cli_args(*mlp, f"--workdir={tmp_path / f'mlp{n}'}")), f"mlp{n}",
+                   _env_unset()) for n in (1, 2)}
+  for child in runs.values():
+    assert child.wait(600) == 0, child.tail()
+  _assert_same_bits(_results_and_params(tmp_path / "mlp1"), _results_and_params(tmp_path / "mlp2"),
+                    "the MLP with XLA's dots on 1 core against 2")
