@@ -126,6 +126,8 @@ FIELDS = {
                              "std", "bool"),
     "canvas_size": Field(0, "> 0: digits pasted at random positions of a canvas this big",
                          "nonnegative_int"),
+    "canvas_position": Field("random", "where each digit goes on the canvas: a random "
+                             "position, or its centre", ("random", "centre")),
     "clutter_pieces": Field(0, "> 0 (with canvas_size): that many crops of other digits as "
                             "clutter", "nonnegative_int"),
     "clutter_size": Field(8, "side of each clutter crop (px)", "positive_int"),

@@ -162,6 +162,7 @@ class CNN(nn.Module):
   padding: str = "VALID"  # or "SAME"; the configs use VALID (the seed's Conv2D default)
   strides: int = 1
   pool_impl: str = "reshape"  # or "reduce_window" (nn.max_pool); same values
+  global_pool: bool = False  # the last map averaged over its positions, not flattened
   dtype: jnp.dtype = jnp.float32
 
   @property
@@ -176,7 +177,7 @@ class CNN(nn.Module):
   def __call__(self, x):
     for i, width in enumerate(self.features):
       x = self.block(x, i, width, self)
-    x = x.reshape((x.shape[0], -1))
+    x = x.mean(axis=(1, 2)) if self.global_pool else x.reshape((x.shape[0], -1))
     for j, width in enumerate(self.dense):
       x = nn.relu(dense_layer(self.block, width, self.dtype, f"Dense_{j}")(x))
     return dense_layer(self.block, self.num_classes, self.dtype, f"Dense_{len(self.dense)}")(x)
@@ -279,10 +280,10 @@ def conv_block(config, platform: str | None = None, num_devices: int = 1):
   return cpu.conv_block(config.conv_impl, platform, num_devices, config.parallelism)
 
 
-def _cnn(config, num_classes, dtype, block):
+def _cnn(config, num_classes, dtype, block, global_pool=False):
   return CNN(features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
              pool=config.cnn_pool, dense=tuple(config.cnn_dense), num_classes=num_classes,
-             block=block, pool_impl=config.pool_impl, dtype=dtype)
+             block=block, pool_impl=config.pool_impl, global_pool=global_pool, dtype=dtype)
 
 
 # name -> builder(config, num_classes, dtype, block): the model of `config.model`.
@@ -290,6 +291,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": lambda config, num_classes, dtype, block: MLP(
         hidden=tuple(config.mlp_hidden), num_classes=num_classes, block=block, dtype=dtype),
     "cnn": _cnn,
+    "cnn_gap": lambda config, num_classes, dtype, block: _cnn(config, num_classes, dtype, block,
+                                                              global_pool=True),
     "lcn": lambda config, num_classes, dtype, block: _cnn(config, num_classes, dtype, LOCAL),
     "fcn": lambda config, num_classes, dtype, block: _cnn(config, num_classes, dtype, DENSE),
     "cnn1d": lambda config, num_classes, dtype, block: Conv1DNet(
@@ -311,7 +314,7 @@ def check_config(config) -> None:
 def check_input(config, image_shape) -> None:
   """Raises UserError when `config`'s CNN layers do not fit images of `image_shape` (H, W, C):
   every conv must see at least its kernel and every pool its window."""
-  if config.model not in ("cnn", "lcn", "fcn"):
+  if config.model not in ("cnn", "cnn_gap", "lcn", "fcn"):
     return
   h, w = int(image_shape[0]), int(image_shape[1])
   for i, _ in enumerate(config.cnn_features):

@@ -18,7 +18,9 @@ Two kinds, both pure functions of the config (same config -> same bits):
                        the validation split, before any other transform; they get the same
                        image transforms as the training split, and their labels stay true
     canvas_size        > 0: translated MNIST: each digit pasted at a random position of a
-                       canvas_size x canvas_size black canvas (train and test)
+                       canvas_size x canvas_size black canvas (train and test);
+                       canvas_position 'centre': at its centre (test_shift then moves it
+                       without cropping up to the margin)
     clutter_pieces     > 0 (with canvas_size): cluttered translated MNIST: that many
                        clutter_size x clutter_size crops of other digits of the same split
                        pasted at random canvas positions first; the digit goes on top (pixel
@@ -107,14 +109,18 @@ def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
   return out
 
 
-def place_on_canvas(images: np.ndarray, size: int, seed: int) -> np.ndarray:
-  """Each image pasted at a uniformly random position of a size x size zero canvas."""
+def place_on_canvas(images: np.ndarray, size: int, seed: int, centre: bool = False) -> np.ndarray:
+  """Each image pasted at a uniformly random position of a size x size zero canvas (`centre`:
+  at its centre, the odd pixel of an odd margin after the image)."""
   n, h, w, c = images.shape
   if size < max(h, w):
     raise UserError(f"canvas_size {size} is smaller than the {h}x{w} images")
-  rng = np.random.default_rng(seed)
-  ys = rng.integers(0, size - h + 1, n)
-  xs = rng.integers(0, size - w + 1, n)
+  if centre:
+    ys, xs = np.full(n, (size - h) // 2), np.full(n, (size - w) // 2)
+  else:
+    rng = np.random.default_rng(seed)
+    ys = rng.integers(0, size - h + 1, n)
+    xs = rng.integers(0, size - w + 1, n)
   out = np.zeros((n, size, size, c), images.dtype)
   rows = ys[:, None] + np.arange(h)[None, :]  # [n, h]
   cols = xs[:, None] + np.arange(w)[None, :]  # [n, w]
@@ -146,11 +152,11 @@ def add_clutter(canvases: np.ndarray, sources: np.ndarray, pieces: int, size: in
 
 
 def place_on_canvas_cluttered(images: np.ndarray, size: int, pieces: int, piece_size: int,
-                              seed: int) -> np.ndarray:
+                              seed: int, centre: bool = False) -> np.ndarray:
   """Cluttered translated digits: clutter from the same images, then each digit on top at a
-  random position (pixel max with the clutter under it)."""
+  random position, or the centre (pixel max with the clutter under it)."""
   n, h, w, c = images.shape
-  digits = place_on_canvas(images, size, seed)  # the digit alone, at its random position
+  digits = place_on_canvas(images, size, seed, centre)  # the digit alone, at its position
   if pieces <= 0:
     return digits
   clutter = add_clutter(np.zeros_like(digits), images, pieces, piece_size, seed + 1)
@@ -182,6 +188,7 @@ def apply(config, ds):
   random_pixels = bool(_get(config, "random_pixels", False))
   gaussian = bool(_get(config, "gaussian_images", False))
   canvas = int(_get(config, "canvas_size", 0))
+  centre = _get(config, "canvas_position", "random") == "centre"
   pieces = int(_get(config, "clutter_pieces", 0))
   piece_size = int(_get(config, "clutter_size", 8))
   val_size = int(_get(config, "validation_size", 0))
@@ -205,10 +212,11 @@ def apply(config, ds):
     keep = np.sort(np.random.default_rng([seed, 1]).permutation(len(y_tr))[:subset])
     x_tr, y_tr = x_tr[keep], y_tr[keep]
   if canvas > 0:  # before the pixel transforms: the permutation then covers the whole canvas
-    x_tr = place_on_canvas_cluttered(x_tr, canvas, pieces, piece_size, seed=seed * 1000 + 2)
-    x_te = place_on_canvas_cluttered(x_te, canvas, pieces, piece_size, seed=seed * 1000 + 3)
+    place = lambda x, draw: place_on_canvas_cluttered(x, canvas, pieces, piece_size,
+                                                      seed=seed * 1000 + draw, centre=centre)
+    x_tr, x_te = place(x_tr, 2), place(x_te, 3)
     if x_va is not None:
-      x_va = place_on_canvas_cluttered(x_va, canvas, pieces, piece_size, seed=seed * 1000 + 8)
+      x_va = place(x_va, 8)
   if perm_mode != "none":
     perm = pixel_permutation(x_te.shape[1:], int(_get(config, "permutation_seed", 0)))
     x_te = permute_pixels(x_te, perm)

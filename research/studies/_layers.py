@@ -1,4 +1,5 @@
-"""Layer tables of the project's models, shared by the params and input_handling studies."""
+"""Layer tables of the project's models, shared by the params and input_handling studies, and
+the widths of MLPs matched to a CNN's parameters or multiply-adds."""
 import importlib
 
 import numpy as np
@@ -34,3 +35,36 @@ def layer_table(model, image_shape) -> list[dict]:
                  "params": int(sum(np.prod(s) for s in shapes.values())),
                  "output_shape": "x".join(map(str, out)) if out is not None else ""})
   return rows
+
+
+def cnn_cost(config, image_shape, num_classes: int = 10) -> tuple[int, int]:
+  """(parameters, multiply-adds per example) of the CNN `config` builds for `image_shape` (H, W,
+  C): VALID convs of stride 1, then pools, then the Dense layers (`config.model` 'cnn_gap': on the
+  averaged last map)."""
+  h, w, c = (int(d) for d in image_shape)
+  params = macs = 0
+  k = config.cnn_kernel
+  for f in config.cnn_features:
+    h, w = h - k + 1, w - k + 1
+    params += k * k * c * f + f
+    macs += h * w * k * k * c * f
+    h, w, c = h // config.cnn_pool, w // config.cnn_pool, f
+  fan_in = c if config.model == "cnn_gap" else h * w * c
+  for f in (*config.cnn_dense, num_classes):
+    params += fan_in * f + f
+    macs += fan_in * f
+    fan_in = f
+  return params, macs
+
+
+def matched_mlp_width(config, image_shape, match: str, num_classes: int = 10) -> int:
+  """The hidden width of a one-hidden-layer MLP on `image_shape` whose parameters (`match`
+  'params') or multiply-adds per example ('flops') are closest to the CNN `config` builds."""
+  n_in = int(np.prod(image_shape))
+  params, macs = cnn_cost(config, image_shape, num_classes)
+  if match == "params":  # (n_in + 1) h + (h + 1) classes
+    return max(1, round((params - num_classes) / (n_in + 1 + num_classes)))
+  if match == "flops":  # n_in h + h classes
+    return max(1, round(macs / (n_in + num_classes)))
+  raise ValueError(f"match {match!r}: 'params' or 'flops'")
+
