@@ -136,6 +136,8 @@ FIELDS = {
     "test_shift": Field((0, 0), "fixed (dy, dx) shift of the test images, zero filled", "shift"),
     "train_subset": Field(0, "> 0: train on a fixed random subset of this many examples",
                           "nonnegative_int"),
+    "train_subset_balanced": Field(False, "with train_subset: as many examples of every class "
+                                   "(a larger subset holds every smaller one)", "bool"),
     "transform_seed": Field(0, "seed of the random labels/pixels/noise/canvas/subset draws", "int"),
     "augment_shift": Field(0, "> 0: random shifts in [-k, k] px of every training batch",
                            "nonnegative_int"),

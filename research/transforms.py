@@ -7,6 +7,7 @@ Two kinds, both pure functions of the config (same config -> same bits):
   pixel permutation is the same for every training seed.
 
     train_subset       > 0: keep the first N training examples in a fixed random order
+                       (train_subset_balanced: N // K of each of the K classes, nested too)
     pixel_permutation  "none" | "train_test" (shuffled pixels, retrained) | "test" (test only:
                        a model trained on normal images scored on shuffled ones)
     random_labels      fraction in [0, 1] of training labels replaced by uniform random classes
@@ -163,6 +164,23 @@ def place_on_canvas_cluttered(images: np.ndarray, size: int, pieces: int, piece_
   return np.maximum(clutter, digits)
 
 
+def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+  """Sorted indices of `size` examples, size // K of each of the K classes (the first size % K
+  classes one more), each class's drawn in one fixed random order: a larger subset holds every
+  smaller one."""
+  classes = np.unique(labels)
+  per, extra = divmod(size, len(classes))
+  keep = []
+  for i, c in enumerate(classes):
+    members = np.flatnonzero(labels == c)
+    n = per + (i < extra)
+    if n > len(members):
+      raise UserError(f"train_subset {size}: class {c} has only {len(members)} examples, "
+                      f"{n} needed for a balanced subset")
+    keep.append(np.random.default_rng([seed, 2, int(c)]).permutation(members)[:n])
+  return np.sort(np.concatenate(keep))
+
+
 def split_validation(images: np.ndarray, labels: np.ndarray, size: int, seed: int):
   """(train_images, train_labels, val_images, val_labels): `size` examples held out, chosen by a
   fixed permutation of `seed`; both parts keep their original order."""
@@ -209,7 +227,8 @@ def apply(config, ds):
   if subset > 0:
     if subset > len(y_tr):
       raise UserError(f"train_subset {subset} exceeds the {len(y_tr)} training examples")
-    keep = np.sort(np.random.default_rng([seed, 1]).permutation(len(y_tr))[:subset])
+    keep = (balanced_subset(y_tr, subset, seed) if _get(config, "train_subset_balanced", False)
+            else np.sort(np.random.default_rng([seed, 1]).permutation(len(y_tr))[:subset]))
     x_tr, y_tr = x_tr[keep], y_tr[keep]
   if canvas > 0:  # before the pixel transforms: the permutation then covers the whole canvas
     place = lambda x, draw: place_on_canvas_cluttered(x, canvas, pieces, piece_size,

@@ -1,0 +1,63 @@
+"""The sample-efficiency study's parts: class-balanced nested subsets, the sweep's conditions,
+the per-size differences (mechanics; the study's numbers: docs/studies/sample_efficiency)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs.sweeps import sample_efficiency as sweep
+from research import UserError, transforms
+from research.studies import sample_efficiency as study
+from research.sweeps import grid
+
+
+def test_balanced_subsets_are_nested_and_class_balanced():
+  labels = np.random.default_rng(0).integers(0, 10, 5000)
+  subsets = {n: transforms.balanced_subset(labels, n, seed=0) for n in (500, 2000, 2003)}
+  for n, keep in subsets.items():
+    counts = np.bincount(labels[keep], minlength=10)
+    assert len(keep) == len(set(keep)) == n and counts.max() - counts.min() <= 1, counts
+  assert set(subsets[500]) <= set(subsets[2000]) <= set(subsets[2003])
+  other = transforms.balanced_subset(labels, 500, seed=1)
+  assert set(other) != set(subsets[500])  # the seed draws another subset
+  with pytest.raises(UserError, match=r"train_subset 5000: class \d has only \d+ examples"):
+    transforms.balanced_subset(labels, 5000, seed=0)
+
+
+def test_the_config_field_picks_the_balanced_subset():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(10), 100).astype(np.int64)
+  images = rng.random((1000, 4, 4, 1)).astype(np.float32)
+  from research import data
+  ds = data.Dataset(name="toy", train_images=images, train_labels=labels, test_images=images[:10],
+                    test_labels=labels[:10], num_classes=10)
+  out = transforms.apply({"train_subset": 50, "train_subset_balanced": True}, ds)
+  assert np.bincount(out.train_labels, minlength=10).tolist() == [5] * 10
+  plain = transforms.apply({"train_subset": 50}, ds)
+  assert not np.array_equal(plain.train_labels, out.train_labels)
+
+
+def test_the_sweep_trains_every_size_the_same_steps_with_4_to_20_evaluations():
+  spec = grid.load_sweep("configs/sweeps/sample_efficiency.py")
+  runs = grid.expand(spec, {}, seeds=[0])
+  by_dataset = {}
+  for run in runs:
+    config = run.config()
+    label, size = study.split_condition(run.condition)
+    by_dataset.setdefault(config.dataset, set()).add(config.num_train_steps)
+    n = study.n_train(spec["conditions"][run.condition])
+    per_epoch = n // config.batch_size
+    evaluations = config.num_train_steps // (per_epoch * config.eval_every_epochs)
+    assert 4 <= evaluations <= 20, (run.condition, evaluations)
+    assert config.train_subset_balanced and config.train_subset == size
+  assert by_dataset == {"mnist": {2000}, "fashion_mnist": {2000}, "mnist1d": {6000}}
+  assert {r.model for r in runs} == {"mlp", "mlp_params", "cnn", "lcn", "mlp_1d", "cnn1d"}
+  assert spec["models"]["mlp_params"]["mlp_hidden"] == (44,)  # 34,990 params: the CNN's 34,826
+  assert study.n_train(spec["conditions"]["MNIST n=all"]) == 55000
+
+
+def test_differences_per_size():
+  rows = [{"model": m, "condition": "MNIST n=500", "seed": s, "test_accuracy": a + d}
+          for m, a in (("cnn", 0.95), ("mlp", 0.85)) for s, d in enumerate((0, 0.01, -0.01))]
+  (g,) = study.gaps(pd.DataFrame(rows))
+  assert (g["dataset"], g["size"], g["a"], g["b"]) == ("MNIST", 500, "cnn", "mlp")
+  assert g["diff"] == pytest.approx(0.10) and g["low"] > 0
