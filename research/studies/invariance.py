@@ -137,3 +137,33 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
                                      "command": report.command_line()})
   report.publish(output_dir, results_md, "invariance", lines, rows)
   return frame, curves
+
+
+def notes(results) -> list[tuple[float, list[str]]]:
+  """Translation as the field measures it, when the study has run: each model's accuracy at a
+  4 px and an 8 px shift without and with augmentation, and the GAP head against the seed CNN."""
+  summary = results.optional_summary("invariance")
+  if not summary:
+    return []
+  curves = {(c["model"], c["condition"], int(c["shift"])): c for c in summary["shift_curves"]}
+  conditions = list(dict.fromkeys(c["condition"] for c in summary["shift_curves"]))
+  lines = ["", "## Translation on a canvas that keeps the digit whole", "",
+           "docs/studies/invariance: MNIST centred on a 40x40 canvas, every test image shifted "
+           "by k px (mean over the sweep file's directions), equal epochs (its table gives the "
+           "budget and whether each cell plateaued), rates chosen on validation; test "
+           "accuracy, mean ± 95% interval over seeds (uncorrected):", ""]
+  for cond in conditions:
+    cells = []
+    for model, p in summary["params"].items():
+      if all((model, cond, s) in curves for s in (0, *COMPARED_AT)):
+        shown = ", ".join(
+            f"{s} px " + report.fmt_interval(curves[model, cond, s]["mean"],
+                                             curves[model, cond, s]["ci95"], digits=1)
+            for s in (0, *COMPARED_AT))
+        cells.append(f"{model} ({p:,} parameters): {shown}")
+    lines.append(f"- {cond}: " + "; ".join(cells) + ".")
+  for c in summary["comparisons"]:
+    if c["a"] == "cnn_gap" and c["b"] == "cnn":
+      lines.append(f"- {c['condition']}, {c['shift']} px: drop(GAP head) − drop(seed CNN) "
+                   f"{report.fmt_diff(c['diff'], c['low'], c['high'])} pp ({c['verdict']}).")
+  return [(5.5, lines)]
