@@ -16,6 +16,9 @@ pixel permutation (permutation_seed 0).
              λ = 4e-4 on shuffled pixels (the priority: the calibration point's cells)
   fashion    Fashion-MNIST: SGD, β-LASSO λ = 4e-4
   mnist1d    MNIST-1D: SGD, β-LASSO λ in (4e-4, 1e-3)
+  sfc        MNIST: the paper's S-FC (α = 4: 784 -> 784 -> 96 -> 10) with SGD, Adam and β-LASSO
+             λ = 4e-4; the 784 -> 512 -> 10 net with Adam; the seed CNN with SGD (the same
+             budget: its accuracy beside the dense nets')
   quick      a few steps of MNIST (SGD, β-LASSO, shuffled β-LASSO), one seed: a smoke check
 """
 LAMBDAS = (1e-4, 4e-4, 1e-3)
@@ -36,6 +39,9 @@ MNIST1D = {"dataset": "mnist1d", "validation_size": 500, "num_epochs": EPOCHS_1D
 
 # condition -> overrides; the study reads dataset, optimizer, λ and the shuffle from each run's
 # config.json, not from these names.
+ADAM = {"optimizer": "adam", "learning_rate": 1e-3}  # Adam's usual rate (0.05 diverges)
+ALPHA = 4  # S-FC's width factor: its first layer has 14 * 14 * α = 784 units
+
 PARTS = {
     "mnist": {
         "mnist-sgd": {**MNIST, **SGD},
@@ -52,7 +58,18 @@ PARTS = {
         "mnist1d-bl0.0004": {**MNIST1D, **_bl(4e-4)},
         "mnist1d-bl0.001": {**MNIST1D, **_bl(1e-3)},
     },
+    "sfc": {
+        "mnist-sgd": {**MNIST, **SGD},
+        "mnist-adam": {**MNIST, **ADAM},
+        "mnist-bl0.0004": {**MNIST, **_bl(4e-4)},
+    },
 }
+# (model, condition) pairs of the sfc part; every other part trains fc512 on its conditions.
+SFC_GRID = [("sfc", "mnist-sgd"), ("sfc", "mnist-adam"), ("sfc", "mnist-bl0.0004"),
+            ("fc512", "mnist-adam"), ("cnn", "mnist-sgd")]
+MODELS = {"fc512": {"model": "fc", "mlp_hidden": (512,)},
+          "sfc": {"model": "s_fc", "fc_alpha": ALPHA},
+          "cnn": {"model": "cnn"}}
 
 
 def get_sweep(arg=None):
@@ -62,9 +79,12 @@ def get_sweep(arg=None):
   if unknown:
     raise ValueError(f"unknown parts {unknown}; choose from {list(PARTS)} or quick")
   conditions = {name: dict(o) for k in keys for name, o in PARTS[k].items()}
+  grid = [{"model": "fc512", "condition": c} for k in keys if k != "sfc" for c in PARTS[k]]
+  grid += [{"model": m, "condition": c} for m, c in SFC_GRID if "sfc" in keys]
   if quick:
     conditions = {k: conditions[k] for k in ("mnist-sgd", "mnist-bl0.0004",
                                              "mnist_shuffled-bl0.0004")}
+    grid = [{"model": "fc512", "condition": c} for c in conditions]
   common = {"parallelism": "single", "batch_size": 128, "learning_rate": 0.05, "momentum": 0.9,
             "lr_schedule": "constant", "num_epochs": EPOCHS, "validation_size": 5000,
             "lasso_beta": 50.0, "eval_every_epochs": 1, "eval_train": False,
@@ -75,8 +95,9 @@ def get_sweep(arg=None):
   return {
       "base": "configs.mnist_mlp",
       "common": common,
-      "models": {"fc512": {"model": "fc", "mlp_hidden": (512,)}},
+      "models": MODELS,
       "conditions": conditions,
+      "grid": grid,
       "seeds": [0] if quick else [0, 1, 2, 3, 4],
       "resources": {"num_cpus": 1},
   }

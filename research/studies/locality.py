@@ -31,18 +31,27 @@ DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "mnist1d": "MNIS
 MEASURES = ("locality", "chance", "centred", "chance_centred", "rf", "chance_rf", "weights_left")
 
 
+DENSE_NETS = {"fc": "784-512-10", "s_fc": "S-FC", "d_fc": "D-FC"}  # models with a measured first layer
+
+
 def describe(config: dict) -> dict:
   """What a run is, read from its config.json."""
   bl = config["optimizer"] == "beta_lasso"
-  return {"dataset": config["dataset"], "optimizer": config["optimizer"],
+  model = config.get("model", "fc")
+  net = {"fc": "fc", "s_fc": f"S-FC α={config.get('fc_alpha')}",
+         "d_fc": f"D-FC α={config.get('fc_alpha')}"}.get(model, model.upper())
+  return {"model": model, "net": net, "dataset": config["dataset"], "optimizer": config["optimizer"],
           "lam": float(config["lasso_lambda"]) if bl else None,
           "shuffled": config["pixel_permutation"] == "train_test",
           "epochs": config["num_epochs"], "window": locality.WINDOW}
 
 
 def label(d: dict) -> str:
-  opt = f"β-LASSO λ={d['lam']:g}" if d["optimizer"] == "beta_lasso" else d["optimizer"].upper()
-  return f"{DATASETS.get(d['dataset'], d['dataset'])}{' shuffled' if d['shuffled'] else ''}, {opt}"
+  opt = (f"β-LASSO λ={d['lam']:g}" if d["optimizer"] == "beta_lasso" else
+         {"sgd": "SGD", "adam": "Adam"}.get(d["optimizer"], d["optimizer"]))
+  net = "" if d.get("net", "fc") == "fc" else f"{d['net']}, "
+  return (f"{DATASETS.get(d['dataset'], d['dataset'])}{' shuffled' if d['shuffled'] else ''}, "
+          f"{net}{opt}")
 
 
 _VARYING = {}
@@ -79,17 +88,19 @@ def cells(rows: list[dict]) -> list[dict]:
   for r in rows:
     with open(os.path.join(r["workdir"], "config.json")) as f:
       d = describe(json.load(f))
-    by.setdefault(r["condition"], (d, []))[1].append({**r, **final_weights(r["workdir"])})
+    measured = final_weights(r["workdir"]) if d["model"] in DENSE_NETS else {}
+    by.setdefault((r["model"], r["condition"]), (d, []))[1].append({**r, **measured})
   out = []
-  for condition, (d, runs) in by.items():
+  for (_, condition), (d, runs) in by.items():
     c = {"condition": condition, "label": label(d), **d, "n": len(runs),
+         "num_params": runs[0].get("num_params"),
          "seeds": sorted(int(r["seed"]) for r in runs)}
     for m in ("test_accuracy", "validation_accuracy") + MEASURES:
       c[m], c[f"{m}_ci95"] = report.t_interval([r.get(m, np.nan) for r in runs])
     diff = [r["locality"] - r["chance"] for r in runs]
     c["excess"], c["excess_ci95"] = report.t_interval(diff)
     key = (d["dataset"], d["optimizer"], d["lam"], d["shuffled"])
-    c["calibration"] = CALIBRATION.get(key)
+    c["calibration"] = CALIBRATION.get(key) if d["model"] == "fc" else None
     out.append(c)
   return out
 
@@ -99,7 +110,7 @@ def chosen_lambdas(found: list[dict]) -> dict:
   accuracy (the test split chooses nothing)."""
   best = {}
   for c in found:
-    if c["optimizer"] == "beta_lasso" and not c["shuffled"]:
+    if c["optimizer"] == "beta_lasso" and not c["shuffled"] and c.get("model", "fc") == "fc":
       if c["dataset"] not in best or c["validation_accuracy"] > best[c["dataset"]][1]:
         best[c["dataset"]] = (c["lam"], c["validation_accuracy"])
   return {k: v[0] for k, v in best.items()}
@@ -178,7 +189,8 @@ def plot_weights(rows: list[dict], path: str, units: int = 6) -> bool:
     with open(os.path.join(r["workdir"], "config.json")) as f:
       config = json.load(f)
     d = describe(config)
-    if d["dataset"] == "mnist" and int(r["seed"]) == 0 and d["lam"] in (None, 4e-4):
+    if (d["model"] == "fc" and d["dataset"] == "mnist" and int(r["seed"]) == 0
+        and d["lam"] in (None, 4e-4) and d["optimizer"] != "adam"):
       picked.append((d, r["workdir"], config))
   if not picked:
     return False
@@ -245,6 +257,33 @@ def calibration_table(found: list[dict]) -> list[str]:
   return lines
 
 
+def others(found: list[dict]) -> str:
+  """The sentence on the cells other than the 784-512-10 net's, where the grid has them."""
+  nets = {c["net"]: c["num_params"] for c in found if c["model"] not in ("fc",)}
+  if not nets:
+    return ""
+  adam = any(c["optimizer"] == "adam" for c in found)
+  return (" Beside it on MNIST, the same budget: " + ", ".join(
+      f"{net} ({int(n):,} params)" for net, n in nets.items()) +
+      " (S-FC: the paper's fully connected counterpart of its shallow conv net at width factor "
+      "α, 784 → 196α → 24α → 10; the CNN is not measured for locality)" +
+      (", and Adam at rate 1e-3 (its usual rate; 0.05 diverges) in place of SGD's 0.05" if adam
+       else "") + ".")
+
+
+def not_run(found: list[dict]) -> str:
+  """What the study's grid leaves out, from the cells it has."""
+  models = {c["model"] for c in found}
+  left = ([] if "s_fc" in models else ["the paper's S-FC (model `s_fc`)"]) + [
+      "D-FC (model `d_fc`, registered with its parameter count)", "the LCN",
+      "a learning-rate search", "the calibration point's 30-epoch cells"]
+  left += [] if "cnn" in models else ["the seed CNN"]
+  left += [] if any(c["optimizer"] == "adam" for c in found) else ["Adam"]
+  return ("Not run: " + ", ".join(left) + ". In the curves, MNIST β-LASSO λ=0.0004 on original "
+          "pixels lies under its shuffled-and-un-permuted twin: the symmetry of "
+          "tests/test_locality.py (same seed, same init up to the permutation).")
+
+
 def run(sweep: str | None = None, results_md: str = "", **arguments):
   """The study; `arguments` are engine.run_sweep's (output_dir, runs_dir, executor, seeds, ...).
   Returns the cells."""
@@ -277,7 +316,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "(not every λ on every dataset: configs/sweeps/locality.py); λ chosen on the validation "
       "split (5,000 images; MNIST-1D 500 sequences), by mean validation accuracy: "
       + ", ".join(f"{DATASETS.get(k, k)} λ = {v:g}" for k, v in lambdas.items()) + ". "
-      "One fixed pixel permutation (permutation_seed 0) for the shuffled cells.", "",
+      "One fixed pixel permutation (permutation_seed 0) for the shuffled cells." + others(found),
+      "",
       "Locality: for each live hidden unit, the share of its first-layer weight mass (|w|) in "
       f"the best {locality.WINDOW}x{locality.WINDOW} window (1x{locality.WINDOW} on MNIST-1D's "
       "sequence) containing its centroid; rf size: the smallest window holding 90% of it. Chance: "
@@ -293,13 +333,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "Next to the calibration point (measured outside the project; epochs differ where the "
       "grid's equal budget is shorter):", "",
       *calibration_table(found), "",
-      "Not run (the budget of this study was ~30 CPU-minutes on one shared core): the paper's "
-      "S-FC and D-FC (models `s_fc`, `d_fc`, registered with their parameter counts), Adam, the "
-      "seed CNN and LCN cells (their accuracies at the harder-task study's budget are in that "
-      "study), a learning-rate search, and the calibration point's 30-epoch cells. In the "
-      "curves, MNIST β-LASSO λ=0.0004 on original pixels lies under its shuffled-and-un-permuted "
-      "twin: the symmetry of tests/test_locality.py (same seed, same init up to the "
-      "permutation).", "",
+      not_run(found), "",
       "![first-layer weights](locality_weights.png)" if pictures else "", "",
       "![locality over training](locality_curves.png)"]
   report.publish(output_dir, results_md, "locality", lines, rows)
@@ -308,8 +342,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
 
 def _cell(summary: dict, dataset: str, optimizer: str, shuffled: bool, lam=None):
   for c in summary["cells"]:
-    if (c["dataset"], c["optimizer"], c["shuffled"]) == (dataset, optimizer, shuffled) and (
-        lam is None or c["lam"] == lam):
+    if (c.get("model", "fc"), c["dataset"], c["optimizer"], c["shuffled"]) == (
+        "fc", dataset, optimizer, shuffled) and (lam is None or c["lam"] == lam):
       return c
   return None
 
