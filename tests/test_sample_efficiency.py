@@ -61,3 +61,21 @@ def test_differences_per_size():
   (g,) = study.gaps(pd.DataFrame(rows))
   assert (g["dataset"], g["size"], g["a"], g["b"]) == ("MNIST", 500, "cnn", "mlp")
   assert g["diff"] == pytest.approx(0.10) and g["low"] > 0
+
+
+def test_seeded_draws_give_each_seed_its_own_subset_and_clutter():
+  spec = grid.load_sweep("configs/sweeps/sample_efficiency.py")
+  runs = [r for r in grid.expand(spec, {}, seeds=[0, 1]) if r.condition == "MNIST n=500"]
+  assert sorted({r.config().transform_seed for r in runs}) == [0, 1]
+  labels = np.repeat(np.arange(10), 200)
+  images = np.random.default_rng(0).random((2000, 28, 28, 1)).astype(np.float32)
+  from research import data
+  ds = data.Dataset(name="toy", train_images=images, train_labels=labels, test_images=images[:50],
+                    test_labels=labels[:50], num_classes=10)
+  draw = lambda **f: transforms.apply({"train_subset": 100, "train_subset_balanced": True,
+                                       "canvas_size": 40, "clutter_pieces": 2, **f}, ds)
+  a, b = draw(transform_seed=0), draw(transform_seed=1)
+  assert not np.array_equal(a.train_images, b.train_images)  # another subset, other clutter
+  assert not np.array_equal(a.test_images, b.test_images)  # the test digits' clutter too
+  perm = [transforms.pixel_permutation((28, 28, 1), s) for s in (0, 1)]
+  assert not np.array_equal(perm[0], perm[1])

@@ -3,7 +3,8 @@
 {seed MLP, MLP matched to the seed CNN's parameters, seed CNN, LCN} on MNIST and Fashion-MNIST
 with 500, 2,000, 10,000 and all training examples (55,000 once the validation split is held
 out); {MLP, 1-D CNN} of configs/mnist1d.py on MNIST-1D with 500, 1,000, 2,000 and all (3,500).
-Subsets are class-balanced and nested (each holds every smaller one: train_subset_balanced);
+Subsets are class-balanced and nested (each holds every smaller one: train_subset_balanced),
+drawn again for every seed (with the validation split: transform_seed is the run's seed);
 every size trains the same steps (a small set for many epochs), its rate chosen per cell on the
 validation split; test and validation scored every epoch, or about ten times a run where
 the epochs are many.
@@ -78,11 +79,12 @@ def get_sweep(arg=None):
   return {
       "base": "configs.mnist_cnn",
       "common": {"parallelism": "single", "optimizer": "adam", "lr_schedule": "cosine",
-                 "eval_train": False, "permutation_seed": 0, "transform_seed": 0},
+                 "eval_train": False, "permutation_seed": 0},
       "models": models(),
       "conditions": conditions,
       "grid": grid,
       "seeds": [0, 1] if quick else [0, 1, 2, 3, 4],
+      "seeded_draws": ["transform_seed"],
       "lr_search": {"learning_rates": [1e-3] if quick else [3e-4, 1e-3, 3e-3, 1e-2],
                     "seed": 0, "extend": 0 if quick else 1},
       "resources": {"num_cpus": 1},

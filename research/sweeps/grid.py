@@ -10,6 +10,9 @@ A sweep is a file under configs/sweeps/ whose `get_sweep(arg)` returns a dict:
     model_condition_overrides: {(model, condition): overrides}  (optional, e.g. a budget)
     seeds:       [0, 1, 2]
     model_seeds: {model: [seeds]}                   (optional, instead of `seeds`)
+    seeded_draws: ["transform_seed", ...]          (optional) config fields set to each run's
+                 seed, so the data draws they seed (subset, clutter, labels, permutation)
+                 vary with it and the intervals cover them (default: fixed by the config)
     evals:       {name: {"from": condition, "test": overrides}}: test-time variants scored on
                  the trained params of condition `from` (no retraining), e.g. a CNN trained on
                  normal images scored on shuffled ones, or on test images shifted by k pixels.
@@ -101,7 +104,9 @@ def expand(spec: dict, set_overrides: dict | None = None, seeds=None) -> list[Ru
       overrides = {**spec.get("common", {}), **spec["models"][model],
                    **spec["conditions"][condition],
                    **spec.get("model_condition_overrides", {}).get((model, condition), {}),
-                   **(set_overrides or {}), "seed": int(seed)}
+                   **(set_overrides or {}),
+                   **{field: int(seed) for field in spec.get("seeded_draws", ())},
+                   "seed": int(seed)}
       overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
       base = spec["base"][model] if isinstance(spec["base"], dict) else spec["base"]
       runs.append(Run(model, condition, int(seed), base, tuple(sorted(overrides.items()))))
