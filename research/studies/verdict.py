@@ -294,7 +294,32 @@ def answer(results: Results) -> str:
              f"invariant (at a 4 px test shift the CNN keeps "
              f"{report.fmt_interval(curves['cnn', 'MNIST', 4], float('nan'), digits=1)}%, the "
              f"MLP {report.fmt_interval(curves['mlp', 'MNIST', 4], float('nan'), digits=1)}%)")
-  return textwrap.fill(text + ".", width=100, break_long_words=False, break_on_hyphens=False)
+  text += "." + invariance_sentence(results.optional_summary("invariance"))
+  return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
+
+
+def invariance_sentence(summary: dict | None, shift: int = _rules.SHIFT) -> str:
+  """' On a canvas that keeps the digit whole, ...': the invariance study's accuracies at a
+  `shift` px test shift without augmentation, and the GAP head's drop against the seed CNN's."""
+  if not summary:
+    return ""
+  cond = summary["shift_curves"][0]["condition"]  # the first training: no augmentation
+  acc = {c["model"]: c["mean"] for c in summary["shift_curves"]
+         if c["condition"] == cond and int(c["shift"]) == shift}
+  names = {"cnn_gap": "the CNN with a global-average-pooling head", "cnn": "the seed CNN",
+           "mlp_flops": "an MLP with the seed CNN's multiply-adds",
+           "mlp_params": "an MLP with its parameters"}
+  shown = [f"{names[m]} {pct(acc[m])}" for m in names if m in acc]
+  if not shown:
+    return ""
+  first, _, value = shown[0].rpartition(" ")
+  text = (f" On a canvas that keeps the digit whole (40x40, no augmentation), at a {shift} px "
+          f"test shift {_join([f'{first} keeps {value}'] + shown[1:])}")
+  diff = next((c for c in summary["comparisons"] if (c["a"], c["b"], c["condition"], c["shift"])
+               == ("cnn_gap", "cnn", cond, shift)), None)
+  if diff:
+    text += f" (the GAP head's drop − the seed CNN's: {_pp_first(diff)})"
+  return text + "."
 
 
 def update_readme(path: str, text: str, log=print) -> bool:
