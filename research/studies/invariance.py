@@ -105,7 +105,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            f"({', '.join(spec_file.DIRECTIONS)}), then mean ± 95% t interval over seeds. "
            f"'augment' runs trained on random shifts in [-{spec_file.AUGMENT}, "
            f"{spec_file.AUGMENT}] px. Every model the same epochs; learning rates chosen on the "
-           "validation split (below).", "",
+           f"validation split (below). Trained on {studies.cpus(rows)}.", "",
            "| model | what | parameters |", "|---|---|---|"]
   what = {"mlp": "the seed MLP (one hidden layer of {w})",
           "mlp_params": "MLP, one hidden layer of {w}: the seed CNN's parameters",

@@ -115,7 +115,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            f"Seeds {sorted(set(frame['seed']))}. Test accuracy (%, mean ± 95% t interval over "
            "seeds) per training-set size: class-balanced subsets, each holding every smaller "
            "one, of the training split left after the validation split; every size of a dataset "
-           "trains the same steps, its rate chosen on the validation split (below).", "",
+           "trains the same steps, its rate chosen on the validation split (below). Trained on "
+           f"{studies.cpus(rows)}.", "",
            *size_table(agg, budgets),
            "† still rising over the last 20% of its training by more than its interval "
            "(under-trained). Budgets per cell:", "", *studies.budget_table(budgets), "",
