@@ -107,6 +107,41 @@ def _assert_same_bits(a, b, what):
   assert not differing, f"{what}: {differing} differ"
 
 
+def _preempt(child) -> int:
+  """SIGTERMs `child` once it has logged step 10 (a preemption: it saves a checkpoint where it
+  stands and exits 143); returns the checkpoint's step."""
+  assert child.wait_for(f"step 10/{STEPS}", timeout=300), child.tail()
+  child.signal(signal.SIGTERM)
+  assert child.wait(300) == 143, child.tail()
+  saved = [l for l in child.output().splitlines() if l.startswith("preempted: checkpoint at step")]
+  assert len(saved) == 1 and int(saved[0].split()[4]) < STEPS, child.tail()
+  return int(saved[0].split()[4])
+
+
+def _agree_across_counts_and_a_resume(spawn, tmp_path, args, env, counts, unit):
+  """Runs `args(name, n, child)` under `env(n, **extra)` uninterrupted with n = counts[0] and
+  counts[1], and stopped by SIGTERM (a preemption: it saves a checkpoint where it stands) at
+  counts[0], then resumed with counts[2]; asserts all three end with the same bits.
+  tests/child_main.py delays each call of 2 steps by 0.3 s in the stopped child, so the run is
+  still going when the test has seen a step's log line. Two children at a time (each compiles on
+  one core)."""
+  first, second, resume = counts
+  stopped = spawn(args("resumed", first, True), "stopped", env(first, CHILD_CHUNK_DELAY="0.3"))
+  one = spawn(args("one", first, False), "one", env(first))
+  saved = _preempt(stopped)
+  resumed = spawn(args("resumed", resume, False), "resumed", env(resume))
+  assert one.wait(600) == 0, one.tail()
+  two = spawn(args("two", second, False), "two", env(second))
+  for child in (resumed, two):
+    assert child.wait(600) == 0, child.tail()
+  assert "resumed from the checkpoint at step" in resumed.output(), resumed.tail()
+  reference = _results_and_params(tmp_path / "one")
+  _assert_same_bits(reference, _results_and_params(tmp_path / "two"),
+                    f"{first} {unit} against {second}")
+  _assert_same_bits(reference, _results_and_params(tmp_path / "resumed"),
+                    f"{first} {unit} against {first} until step {saved}, then {resume}")
+
+
 # --- the kernels alone: a process with 1 thread and one with 3 --------------------------------
 
 # Each kernel's outputs and gradients (and the XLA bias gradient the fused path uses) on an odd
@@ -171,29 +206,9 @@ def test_fused_training_gives_the_same_bits_with_any_number_of_threads_and_acros
   ok, why = mnist_available()
   if not ok:
     pytest.skip(f"real MNIST unavailable: {why}")
-  # One thread and two, uninterrupted; and one thread stopped by SIGTERM (a preemption: it saves a
-  # checkpoint where it stands) then resumed with three. tests/child_main.py delays each call of
-  # 2 steps by 0.3 s, so the run is still going when the test has seen a step's log line. Two
-  # children at a time (each compiles on one core).
-  args = lambda name: cli_args(*FLAGS, "--config.conv_impl=fused", f"--workdir={tmp_path / name}",
-                               child=True)
-  stopped = spawn(args("resumed"), "stopped", _env(1, CHILD_CHUNK_DELAY="0.3"))
-  one = spawn(args("one"), "one", _env(1))
-  assert stopped.wait_for(f"step 10/{STEPS}", timeout=300), stopped.tail()
-  stopped.signal(signal.SIGTERM)
-  assert stopped.wait(300) == 143, stopped.tail()
-  saved = [l for l in stopped.output().splitlines() if l.startswith("preempted: checkpoint at step")]
-  assert len(saved) == 1 and int(saved[0].split()[4]) < STEPS, stopped.tail()
-  resumed = spawn(args("resumed"), "resumed", _env(3))
-  assert one.wait(600) == 0, one.tail()
-  two = spawn(args("two"), "two", _env(2))
-  for child in (resumed, two):
-    assert child.wait(600) == 0, child.tail()
-  assert "resumed from the checkpoint at step" in resumed.output(), resumed.tail()
-  reference = _results_and_params(tmp_path / "one")
-  _assert_same_bits(reference, _results_and_params(tmp_path / "two"), "1 thread against 2")
-  _assert_same_bits(reference, _results_and_params(tmp_path / "resumed"),
-                    f"1 thread against 1 until step {saved[0].split()[4]}, then 3")
+  args = lambda name, n, child: cli_args(*FLAGS, "--config.conv_impl=fused",
+                                        f"--workdir={tmp_path / name}", child=child)
+  _agree_across_counts_and_a_resume(spawn, tmp_path, args, _env, (1, 2, 3), "threads")
 
 
 def test_fused_mlp_gives_the_same_bits_with_one_and_two_threads(fused_everywhere, tmp_path, spawn):
@@ -238,27 +253,10 @@ def test_xla_sums_give_the_same_bits_on_one_core_and_on_two_and_across_a_resume(
   ok, why = mnist_available()
   if not ok:
     pytest.skip(f"real MNIST unavailable: {why}")
-  cnn = lambda name, child=False: _on_cores(
-      1 if name != "two" else 2,
-      cli_args(*FLAGS, "--config.conv_impl=hybrid", f"--workdir={tmp_path / name}", child=child))
-  stopped = spawn(cnn("resumed", child=True), "stopped", _env_unset(CHILD_CHUNK_DELAY="0.3"))
-  one = spawn(cnn("one"), "one", _env_unset())
-  assert stopped.wait_for(f"step 10/{STEPS}", timeout=300), stopped.tail()
-  stopped.signal(signal.SIGTERM)
-  assert stopped.wait(300) == 143, stopped.tail()
-  saved = [l for l in stopped.output().splitlines() if l.startswith("preempted: checkpoint at step")]
-  assert len(saved) == 1 and int(saved[0].split()[4]) < STEPS, stopped.tail()
-  resumed = spawn(_on_cores(2, cli_args(*FLAGS, "--config.conv_impl=hybrid",
-                                        f"--workdir={tmp_path / 'resumed'}")), "resumed", _env_unset())
-  assert one.wait(600) == 0, one.tail()
-  two = spawn(cnn("two"), "two", _env_unset())
-  for child in (resumed, two):
-    assert child.wait(600) == 0, child.tail()
-  assert "resumed from the checkpoint at step" in resumed.output(), resumed.tail()
-  reference = _results_and_params(tmp_path / "one")
-  _assert_same_bits(reference, _results_and_params(tmp_path / "two"), "hybrid on 1 core against 2")
-  _assert_same_bits(reference, _results_and_params(tmp_path / "resumed"),
-                    f"hybrid on 1 core against 1 until step {saved[0].split()[4]}, then 2")
+  args = lambda name, n, child: _on_cores(n, cli_args(
+      *FLAGS, "--config.conv_impl=hybrid", f"--workdir={tmp_path / name}", child=child))
+  _agree_across_counts_and_a_resume(spawn, tmp_path, args, lambda n, **extra: _env_unset(**extra),
+                                    (1, 2, 2), "cores (hybrid)")
   with open(tmp_path / "one" / "results.json") as f:
     assert json.load(f)["xla_threads"] == os.cpu_count()  # the machine's, not the one core's
 

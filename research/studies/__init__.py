@@ -135,3 +135,16 @@ def budget_table(budgets: dict) -> list[str]:
   lines = ["| model | condition | " + " | ".join(BUDGET_HEAD) + " |", "|---|---|---|---|"]
   return lines + [f"| {m} | {c} | " + " | ".join(budget_cells(budgets, m, c)) + " |"
                   for m, c in budgets]
+
+
+def rates_and_curves(name: str, spec: dict, rows: list[dict], output_dir: str,
+                     title: str = "test accuracy per epoch (mean, 95% CI)") -> list[str]:
+  """The end of a study's page: its learning-rate search table, its plot NAME.png and the test
+  curves of its trained runs, plotted here into NAME_curves.png."""
+  from research.sweeps import report
+  report.plot_learning_curves(
+      report.learning_curves([r for r in rows if r.get("status") != "eval"], "test"),
+      os.path.join(output_dir, f"{name}_curves.png"), title)
+  return ["", "Learning rates (final validation accuracy %, seed 0; bold: chosen):", "",
+          *report.lr_search_table(spec.get("lr_search_rows", [])), "",
+          f"![{name.replace('_', ' ')}]({name}.png)", "", f"![learning curves]({name}_curves.png)"]

@@ -125,12 +125,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   for c in compared:
     lines.append(f"| {c['shift']} px | {c['condition']} | {c['a']} | {c['b']} | "
                  f"{report.fmt_diff(c['diff'], c['low'], c['high'])} | {c['verdict']} |")
-  lines += ["", "Learning rates (final validation accuracy %, seed 0; bold: chosen):", "",
-            *report.lr_search_table(spec.get("lr_search_rows", [])), "",
-            "![invariance](invariance.png)", "", "![learning curves](invariance_curves.png)"]
-  report.plot_learning_curves(
-      report.learning_curves([r for r in rows if r.get("status") != "eval"], "test"),
-      os.path.join(output_dir, "invariance_curves.png"), "test accuracy per epoch (mean, 95% CI)")
+  lines += studies.rates_and_curves("invariance", spec, rows, output_dir)
   studies.write_summary(output_dir, {"shift_curves": curves.to_dict("records"),
                                      "comparisons": compared, "ink_kept": kept,
                                      "params": {m: int(p) for m, p in params.items()},

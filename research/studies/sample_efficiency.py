@@ -125,14 +125,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   for g in compared:
     lines.append(f"| {g['dataset']} | {g['size'] or 'all'} | {g['a']} − {g['b']} | "
                  f"{report.fmt_diff(g['diff'], g['low'], g['high'])} | {g['verdict']} |")
-  lines += ["", "Learning rates (final validation accuracy %, seed 0; bold: chosen):", "",
-            *report.lr_search_table(spec.get("lr_search_rows", [])), "",
-            "![sample efficiency](sample_efficiency.png)", "",
-            "![learning curves](sample_efficiency_curves.png)"]
-  report.plot_learning_curves(
-      report.learning_curves([r for r in rows if r.get("status") != "eval"], "test"),
-      os.path.join(output_dir, "sample_efficiency_curves.png"),
-      "test accuracy per evaluation (mean, 95% CI)")
+  lines += studies.rates_and_curves("sample_efficiency", spec, rows, output_dir,
+                                    "test accuracy per evaluation (mean, 95% CI)")
   studies.write_summary(output_dir, {"curves": agg.to_dict("records"), "gaps": compared,
                                      "command": report.command_line()})
   report.publish(output_dir, results_md, "sample_efficiency", lines, rows)

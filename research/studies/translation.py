@@ -120,12 +120,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
                    f"({report.verdict(low, high)})")
     lines.append("")
   lines += report.claims_table(checks(curves))
-  lines += ["", "Learning rates (final validation accuracy %, seed 0; bold: chosen):", "",
-            *report.lr_search_table(spec.get("lr_search_rows", [])), "",
-            "![translation](translation.png)", "", "![learning curves](translation_curves.png)"]
-  report.plot_learning_curves(
-      report.learning_curves([r for r in rows if r.get("status") != "eval"], "test"),
-      os.path.join(output_dir, "translation_curves.png"), "test accuracy per epoch (mean, 95% CI)")
+  lines += studies.rates_and_curves("translation", spec, rows, output_dir)
   studies.write_summary(output_dir, {"shift_curves": curves.to_dict("records"),
                                      "canvas_gaps": gaps, "command": report.command_line()})
   report.publish(output_dir, results_md, "translation", lines, rows)
