@@ -53,6 +53,15 @@ def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
   assert 0 < efcn["outside_local/ConvDense_0"].iloc[-1] <= efcn["outside_conv/ConvDense_0"].iloc[-1]
   dense = curves[curves["model"] == "fcn"].sort_values("epoch")
   assert dense["outside_local/ConvDense_0"].iloc[0] > 0.9
+  # The dense net from random init is compared at the eFCN's whole budget, t + R epochs.
+  summary = json.load(open(os.path.join(out, "summary.json")))
+  dense_at = dense.set_index("epoch")["test_accuracy"]
+  for d in summary["diffs"]:
+    end = curves[curves["model"] == f"efcn-t{d['t']}"].sort_values("epoch").iloc[-1]
+    assert end["epoch"] == d["t"] + 1  # R = 1 in the quick sweep
+    assert d["efcn_minus_dense"][0] == pytest.approx(
+        100 * (end["test_accuracy"] - dense_at[d["t"] + 1]), abs=1e-9)
+  assert "trained t+R epochs" in summary["verdict_line"] and "not searched" in summary["verdict_line"]
   for name in ("results.csv", "curves.csv", "results.md", "summary.json", "efcn_accuracy.png",
                "efcn_subspaces.png"):
     assert os.path.getsize(os.path.join(out, name)) > 0

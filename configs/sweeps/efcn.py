@@ -3,8 +3,9 @@
 
   1. `cnn`: the CNN trained for RELAX_EPOCHS[-1] + TRAIN_ON_EPOCHS epochs at a constant learning
      rate, a checkpoint every epoch (its segment t .. t + TRAIN_ON_EPOCHS is "the CNN trained
-     on" from switch point t); `fcn`: a dense network of the eFCN's exact shape trained for
-     TRAIN_ON_EPOCHS epochs from random initialisation.
+     on" from switch point t); `fcn`: a dense network of the eFCN's exact shape trained from
+     random initialisation for as long as the CNN, so that at epoch t + TRAIN_ON_EPOCHS it has
+     had the eFCN from t's whole budget.
   2. `relax`: for each finished `cnn` run and switch point t (epochs; 0 is the CNN's random
      init): a `fcn` run with `init_from` = that run at step t * steps_per_epoch, trained for
      TRAIN_ON_EPOCHS epochs with the same optimizer settings (Adam state fresh).
@@ -41,7 +42,9 @@ def get_sweep(arg=None):
           "cnn": {"model": "cnn", "num_epochs": relax_epochs[-1] + train_on,
                   "checkpoint_every_steps": steps_per_epoch,
                   "max_checkpoints_to_keep": relax_epochs[-1] + train_on + 1},
-          "fcn": {"model": "fcn", "num_epochs": train_on},
+          # the eFCN's whole budget at the last switch point: its test score at epoch t + R is
+          # a run of t + R epochs (constant rate, data order fixed by seed and epoch)
+          "fcn": {"model": "fcn", "num_epochs": relax_epochs[-1] + train_on},
       },
       "conditions": ({"mnist": {"dataset": "mnist"}} if quick else
                      {"mnist": {"dataset": "mnist"},
