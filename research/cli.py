@@ -6,6 +6,7 @@ exit status 2, not a traceback; `fail` is also how the entry points end on any o
 import ast
 import os
 import sys
+import threading
 
 from absl import flags
 
@@ -54,7 +55,10 @@ def fail(message: str, code: int = 2):
   real_stderr = os.dup(2)
   devnull = os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, 2)
-  os.write(real_stderr, f"error: {message}\n".encode())
+  # A thread cut off mid-write (a long traceback goes out in chunks) may have left a partial
+  # line: where other Python threads run, the error line starts on a fresh one.
+  fresh = "\n" if threading.active_count() > 1 else ""
+  os.write(real_stderr, f"{fresh}error: {message}\n".encode())
   os._exit(code)
 
 
