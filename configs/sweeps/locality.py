@@ -39,7 +39,7 @@ MNIST1D = {"dataset": "mnist1d", "validation_size": 500, "num_epochs": EPOCHS_1D
 
 # condition -> overrides; the study reads dataset, optimizer, λ and the shuffle from each run's
 # config.json, not from these names.
-ADAM = {"optimizer": "adam", "learning_rate": 1e-3}  # Adam's usual rate (0.05 diverges)
+ADAM = {"optimizer": "adam", "learning_rate": 1e-3}  # Adam's usual rate, not searched
 ALPHA = 4  # S-FC's width factor: its first layer has 14 * 14 * α = 784 units
 
 PARTS = {

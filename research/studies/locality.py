@@ -97,7 +97,7 @@ def cells(rows: list[dict]) -> list[dict]:
          "seeds": sorted(int(r["seed"]) for r in runs)}
     for m in ("test_accuracy", "validation_accuracy") + MEASURES:
       c[m], c[f"{m}_ci95"] = report.t_interval([r.get(m, np.nan) for r in runs])
-    diff = [r["locality"] - r["chance"] for r in runs]
+    diff = [r.get("locality", np.nan) - r.get("chance", np.nan) for r in runs]
     c["excess"], c["excess_ci95"] = report.t_interval(diff)
     key = (d["dataset"], d["optimizer"], d["lam"], d["shuffled"])
     c["calibration"] = CALIBRATION.get(key) if d["model"] == "fc" else None
@@ -267,7 +267,7 @@ def others(found: list[dict]) -> str:
       f"{net} ({int(n):,} params)" for net, n in nets.items()) +
       " (S-FC: the paper's fully connected counterpart of its shallow conv net at width factor "
       "α, 784 → 196α → 24α → 10; the CNN is not measured for locality)" +
-      (", and Adam at rate 1e-3 (its usual rate; 0.05 diverges) in place of SGD's 0.05" if adam
+      (", and Adam at rate 1e-3 (its usual rate, not searched) in place of SGD's 0.05" if adam
        else "") + ".")
 
 
