@@ -96,7 +96,7 @@ def test_the_sweep_expands_every_model_and_training_with_shifted_evaluations():
 
 def test_the_verdict_reads_the_study_summary(tmp_path):
   import json
-  from research.studies import verdict
+  from research.studies import _answer, verdict
   curve = lambda m, c, s, mean: {"model": m, "condition": c, "shift": s, "mean": mean,
                                  "ci95": 0.01, "std": 0.01, "count": 5}
   summary = {"params": {"cnn": 59786, "cnn_gap": 19466},
@@ -105,11 +105,11 @@ def test_the_verdict_reads_the_study_summary(tmp_path):
                               for s, a in zip((0, 4, 8), accs)],
              "comparisons": [{"shift": 4, "condition": "centred", "a": "cnn_gap", "b": "cnn",
                               "diff": -0.38, "low": -0.40, "high": -0.36, "verdict": "< 0"}]}
-  assert verdict.invariance_sentence(summary) == (
+  assert _answer.invariance_sentence(summary) == (
       " On a canvas that keeps the digit whole (40x40, no augmentation), at a 4 px test shift "
       "the CNN with a global-average-pooling head keeps 97.00% and the seed CNN 60.00% (the GAP "
       "head's drop − the seed CNN's: -38.00 pp [-40.00, -36.00]).")
-  assert verdict.invariance_sentence(None) == ""
+  assert _answer.invariance_sentence(None) == ""
   (tmp_path / "invariance").mkdir()
   (tmp_path / "invariance" / "summary.json").write_text(json.dumps(summary))
   ((order, lines),) = invariance.notes(verdict.Results(str(tmp_path)))

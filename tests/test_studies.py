@@ -377,6 +377,11 @@ def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   # Each claim's tests, one Holm family; claim 5's per-seed drops at a 4 px shift among them.
   assert "one family of 11 tests" in text
   assert "H0: the MLP and the CNN lose as much at a 4 px test shift (per-seed drops): +28.80 pp" in text
+  # Every test line names its cells' seeds, budget and whether they plateaued.
+  (line,) = [x for x in text.splitlines() if x.startswith("- H0: seed CNN = seed MLP on MNIST")]
+  assert line.endswith("Cells: cnn 5 seeds, mlp 5 seeds; 2,145 steps of batch 128 (5 epochs), "
+                       "adam cosine; plateaued.")
+  assert "Cells: mlp on MNIST 5 seeds, mlp on MNIST shuffled 5 seeds; 2,145 steps" in text
   # Every cell a test uses, with its budget and its under-trained mark.
   assert ("| harder | cnn | MNIST | 5 | 2,145 steps of batch 128 (5 epochs), adam cosine | 0.01 "
           "(chosen on a validation split) | 99.00 ± 0.20 | no (last 20%: +0.03 pp <= ±0.20) |"
@@ -431,7 +436,7 @@ def test_the_registry_finds_every_study_by_name():
     module = studies.load(name)
     assert module.__name__ == f"research.studies.{name}" and callable(module.run)
     assert os.path.isfile(studies.sweep_file(name)) == (name in sweeps)
-  with pytest.raises(UserError, match="no study 'nope'; the studies: efcn, harder"):
+  with pytest.raises(UserError, match="no study 'nope'; the studies: cluttered, efcn, harder"):
     studies.load("nope")
 
 

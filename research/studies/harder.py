@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from research import studies
+from research.studies import _rules
 from research.studies.verdict import SEED_1, SEED_2, Claim, anchors, cell, gap, pct, pp
 from research.sweeps import report
 
@@ -204,14 +205,15 @@ def claims(results) -> list[Claim]:
       2, SEED_2, "Dense layers still get ~97-98% on MNIST because the dataset is simple.",
       evidence=[f"seed MLP on MNIST {pct(mlp['mean'], mlp['ci95'])} at the harder-task study's "
                 "budget."])]
-  harder_sets = [c for c in ("Fashion-MNIST", "cluttered MNIST 60x60", "MNIST-1D")
-                 if any(g["condition"] == c for g in harder["gaps"])]
-  gaps = {c: gap(harder, "cnn1d" if c == "MNIST-1D" else "cnn", "mlp", c) for c in harder_sets}
-  lines = [f"{c}: {'1-D CNN' if c == 'MNIST-1D' else 'CNN'} − MLP {pp(g)}; MLP "
-           f"{pct(cell(harder, 'mlp', c)['mean'], cell(harder, 'mlp', c)['ci95'])}, "
-           f"{'1-D CNN' if c == 'MNIST-1D' else 'CNN'} "
-           f"{pct(cell(harder, g['a'], c)['mean'], cell(harder, g['a'], c)['ci95'])}."
-           for c, g in gaps.items()]
+  lines = []
+  for label, study, conv, condition in _rules.harder_sources(results):
+    g = _rules.source_gap(results, study, conv, "mlp", condition)
+    cells = results.cell_info(study)
+    name = "1-D CNN" if conv == "cnn1d" or label == "MNIST-1D" else "CNN"
+    where = "" if study == "harder" else f" (docs/studies/{study}, {condition})"
+    lines.append(f"{label}{where}: {name} − MLP {pp(g)}; MLP "
+                 f"{pct(cells['mlp', condition]['mean'], cells['mlp', condition]['ci95'])}, "
+                 f"{name} {pct(cells[conv, condition]['mean'], cells[conv, condition]['ci95'])}.")
   out.append(Claim(
       7, SEED_2, "on harder image tasks (CIFAR-10, medical imaging, malware "
       "visualisation), Dense performance degrades sharply while CNNs maintain accuracy.",

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import sys
-import textwrap
 
 from research import studies
 from research.studies import _rules
@@ -233,95 +232,6 @@ def render(found: list[Claim], after: list[str], tests=(), cells=()) -> str:
   return "\n".join(lines + after) + "\n"
 
 
-def _pp_first(d) -> str:
-  """'+1.11 pp [+0.99, +1.24]'; '-0.27 pp, n.s.' when the interval contains zero."""
-  if d["verdict"] == "n.s.":
-    return f"{100 * d['diff']:+.2f} pp, n.s."
-  value, interval = report.fmt_diff(d["diff"], d["low"], d["high"]).split(" ", 1)
-  return f"{value} pp {interval}"
-
-
-def _join(items: list[str]) -> str:
-  return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
-
-
-def answer(results: Results) -> str:
-  """The README's answer paragraph, from the harder, translation and shuffled summaries."""
-  harder, translation = results.summary("harder"), results.summary("translation")
-  shuffled = results.summary("shuffled")
-  gaps = {(g["a"], g["condition"]): g for g in harder["gaps"] if g["b"] == "mlp"}
-  canvas = {g["a"]: g for g in translation["canvas_gaps"]}
-  cnn = [(gaps.get(("cnn", "MNIST")), "MNIST"),
-         (gaps.get(("cnn", "Fashion-MNIST")), "Fashion-MNIST"),
-         (canvas.get("cnn"), "digits placed anywhere on a 40x40 canvas"),
-         (gaps.get(("cnn", "cluttered MNIST 60x60")), "cluttered 60x60 ones")]
-  cnn = [(g, where) for g, where in cnn if g]
-  wins = all(g["verdict"] == "> 0" for g, _ in cnn)
-  items = [f"{_pp_first(g)} on {where}" for g, where in cnn]
-  text = (f"**The answer, measured** ([docs/verdict.md](docs/verdict.md): every claim of the "
-          f"seeds, its verdict and numbers, written by `python -m research.studies.verdict` from "
-          f"the studies of [docs/results.md](docs/results.md); {_rules.protocol(results)}; 95% "
-          "intervals, each uncorrected; the verdict's tests are Holm-corrected). As functions, yes: every convolution *is* a dense "
-          "layer with a sparse, tied matrix and every dense layer *is* a convolution covering its "
-          "whole input, exactly (`research/equivalence.py`). ")
-  text += ("As learners, no: at equal budgets the seed CNN beats the seed MLP by " if wins else
-           "As learners, it depends: at equal budgets the seed CNN − seed MLP is ") + _join(items)
-  lcn = gaps.get(("lcn", "cluttered MNIST 60x60"))
-  if lcn and cnn and cnn[-1][1] == "cluttered 60x60 ones":
-    than = {"n.s.": "no better than", "> 0": "better than", "< 0": "worse than"}[lcn["verdict"]]
-    text += (f", where a locally connected net without shared weights is {than} the MLP "
-             f"({_pp_first(lcn)})")
-  one_d = gaps.get(("cnn1d", "MNIST-1D"))
-  if one_d:
-    verb = "beats it by" if one_d["verdict"] == "> 0" else "differs from it by"
-    text += f", and a 1-D CNN {verb} {_pp_first(one_d)} on MNIST-1D"
-  text += "."
-  effect = {e["model"]: e for e in shuffled["effects"] if e["what"] == "MNIST shuffled − MNIST"}
-  retrained = cell(shuffled, "cnn", "MNIST shuffled")
-  collapses = retrained["mean"] < 0.2  # claim 4's rule
-  text += (" Retrained on shuffled pixels the CNN collapses" if collapses else
-           " But the seeds overstate what the grid gives the CNN: retrained on shuffled pixels it "
-           "does not collapse")
-  text += (f" ({_pp_first(effect['cnn'])} on MNIST, {'down to' if collapses else 'still'} "
-           f"{pct(retrained['mean'])}; the MLP "
-           f"{_pp_first(effect['mlp'])})")
-  curves = {(c["model"], c["condition"], int(c["shift"])): c["mean"]
-            for c in translation["shift_curves"]}
-  if all((m, "MNIST", s) in curves for m in ("mlp", "cnn") for s in (0, 4)):
-    invariant = (curves["cnn", "MNIST", 0] - curves["cnn", "MNIST", _rules.SHIFT]
-                 < _rules.SHIFT_INVARIANT)  # claim 5's threshold
-    text += (f", and {'the CNN is nearly' if invariant else 'neither model is'} translation "
-             f"invariant (at a 4 px test shift the CNN keeps "
-             f"{report.fmt_interval(curves['cnn', 'MNIST', 4], float('nan'), digits=1)}%, the "
-             f"MLP {report.fmt_interval(curves['mlp', 'MNIST', 4], float('nan'), digits=1)}%)")
-  text += "." + invariance_sentence(results.optional_summary("invariance"))
-  return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
-
-
-def invariance_sentence(summary: dict | None, shift: int = _rules.SHIFT) -> str:
-  """' On a canvas that keeps the digit whole, ...': the invariance study's accuracies at a
-  `shift` px test shift without augmentation, and the GAP head's drop against the seed CNN's."""
-  if not summary:
-    return ""
-  cond = summary["shift_curves"][0]["condition"]  # the first training: no augmentation
-  acc = {c["model"]: c["mean"] for c in summary["shift_curves"]
-         if c["condition"] == cond and int(c["shift"]) == shift}
-  names = {"cnn_gap": "the CNN with a global-average-pooling head", "cnn": "the seed CNN",
-           "mlp_flops": "an MLP with the seed CNN's multiply-adds",
-           "mlp_params": "an MLP with its parameters"}
-  shown = [f"{names[m]} {pct(acc[m])}" for m in names if m in acc]
-  if not shown:
-    return ""
-  first, _, value = shown[0].rpartition(" ")
-  text = (f" On a canvas that keeps the digit whole (40x40, no augmentation), at a {shift} px "
-          f"test shift {_join([f'{first} keeps {value}'] + shown[1:])}")
-  diff = next((c for c in summary["comparisons"] if (c["a"], c["b"], c["condition"], c["shift"])
-               == ("cnn_gap", "cnn", cond, shift)), None)
-  if diff:
-    text += f" (the GAP head's drop − the seed CNN's: {_pp_first(diff)})"
-  return text + "."
-
-
 def update_readme(path: str, text: str, log=print) -> bool:
   """Replaces the lines between README's answer markers with `text`; says so in one line and
   changes nothing when the markers are absent. Returns whether it wrote."""
@@ -354,7 +264,8 @@ def write(studies_dir: str, output: str, readme: str = "", log=print) -> list[Cl
   found = claims(results)
   tests = judge(found, results)
   page = render(found, notes(results), tests, _rules.cells_table(results, tests))
-  text = answer(results) if readme else ""
+  from research.studies import _answer
+  text = _answer.answer(results) if readme else ""
   _write(output, page)
   log(f"wrote {output}: " + ", ".join(f"{i}. {c.verdict}" for i, c in enumerate(found, 1)))
   if readme and update_readme(readme, text, log):
