@@ -1,11 +1,13 @@
 """Harder tasks at equal budgets: does Dense degrade sharply where a CNN keeps its accuracy?
 
-{MLP, CNN, LCN} on MNIST, Fashion-MNIST (original and one fixed pixel shuffle) and cluttered
-translated MNIST (60x60 canvas, 4 clutter crops of 8x8 px from other digits), and {logistic
-regression, MLP, 1-D CNN} on MNIST-1D (Greydanus 2020; original and shuffled positions). In each
-dataset every model trains the same epochs with the same batch size and optimizer (Adam, cosine
-decay); its learning rate is chosen per model and dataset on a validation split held out of the
-training set (the test split chooses nothing). Seeds: 5 (the LCN 3: each of its runs costs ~2 CNN
+{MLP, CNN, LCN} on MNIST, Fashion-MNIST (original and one fixed pixel shuffle; with MLPs
+matched to the seed CNN's parameters and multiply-adds beside them) and cluttered translated
+MNIST (60x60 canvas, 4 clutter crops of 8x8 px from other digits; at longer budgets:
+configs/sweeps/cluttered.py), and {logistic regression, MLP, 1-D CNN} on MNIST-1D (Greydanus
+2020; original and shuffled positions). In each dataset every model trains the same epochs
+with the same batch size and optimizer (Adam, cosine decay); its learning rate is chosen per
+model and dataset on a validation split held out of the training set (the test split chooses
+nothing). Seeds: 5 (the LCN 3: each of its runs costs ~2 CNN
 runs on the 60x60 canvas).
 
   python -m research.studies harder --output_dir docs/studies/harder --runs_dir runs/harder
@@ -16,18 +18,24 @@ runs on the 60x60 canvas).
   quick                   MNIST-1D only, 3 epochs, 2 seeds, 2 candidate rates: the tests
   mnist_quick             MNIST with few steps: the base of the shuffled study's quick variant
 """
+from configs import mnist_cnn
+from research.studies import _layers
+
 EPOCHS = 5  # 60k-image datasets: the seeds' Keras CNN budget (5 epochs)
 EPOCHS_CLUTTERED = 3
 EPOCHS_1D = 200  # MNIST-1D: 3,500 training sequences, 27 steps an epoch (its paper: 6,000 steps)
 
 # key -> (condition name, overrides, models)
 IMAGE_MODELS = ("mlp", "cnn", "lcn")
+# 28x28 datasets: also MLPs matched to the seed CNN's parameters and multiply-adds (the latter
+# about the LCN's parameters), so that Dense against Conv is not small against large
+MATCHED_MODELS = IMAGE_MODELS + ("mlp_params", "mlp_flops")
 SEQ_MODELS = ("logreg", "mlp", "cnn1d")
 DATASETS = {
-    "mnist": ("MNIST", {"dataset": "mnist"}, IMAGE_MODELS),
-    "fashion": ("Fashion-MNIST", {"dataset": "fashion_mnist"}, IMAGE_MODELS),
+    "mnist": ("MNIST", {"dataset": "mnist"}, MATCHED_MODELS),
+    "fashion": ("Fashion-MNIST", {"dataset": "fashion_mnist"}, MATCHED_MODELS),
     "fashion_shuffled": ("Fashion-MNIST shuffled", {
-        "dataset": "fashion_mnist", "pixel_permutation": "train_test"}, IMAGE_MODELS),
+        "dataset": "fashion_mnist", "pixel_permutation": "train_test"}, MATCHED_MODELS),
     # 60x60 inputs: a CNN step costs ~7.8x the 28x28 one here and an LCN step ~14x, so every
     # model gets 3 epochs on this dataset (equal inside its table).
     "cluttered": ("cluttered MNIST 60x60", {
@@ -73,6 +81,8 @@ def get_sweep(arg=None):
                    "lcn": {"num_train_steps": 200}}
   models = {
       "mlp": {"model": "mlp", "mlp_hidden": (128,)},  # the seed MLP
+      **{f"mlp_{m}": {"model": "mlp", "mlp_hidden": (_layers.matched_mlp_width(
+          mnist_cnn.get_config(), (28, 28, 1), m),)} for m in ("params", "flops")},
       "logreg": {"model": "mlp", "mlp_hidden": ()},  # logistic regression (MNIST-1D's row)
       "cnn": {"model": "cnn"},  # the seed CNN
       "lcn": {"model": "lcn"},  # the seed CNN's layout without weight sharing

@@ -37,7 +37,8 @@ def comparisons(frame):
   for condition in dict.fromkeys(frame["condition"]):
     models = set(frame[frame["condition"] == condition]["model"])
     conv = "cnn1d" if "cnn1d" in models else "cnn"
-    pairs = [(conv, "mlp"), ("lcn", "mlp"), (conv, "lcn"), ("mlp", "logreg")]
+    pairs = [(conv, "mlp"), ("lcn", "mlp"), (conv, "lcn"), ("mlp", "logreg"),
+             (conv, "mlp_params"), (conv, "mlp_flops"), ("lcn", "mlp_flops")]
     for a, b in pairs:
       if a in models and b in models:
         d, low, high = report.diff_interval(_acc(frame, a, condition), _acc(frame, b, condition))
