@@ -19,11 +19,19 @@ pixel permutation (permutation_seed 0).
   sfc        MNIST: the paper's S-FC (α = 4: 784 -> 784 -> 96 -> 10) with SGD, Adam and β-LASSO
              λ = 4e-4; the 784 -> 512 -> 10 net with Adam; the seed CNN with SGD (the same
              budget: its accuracy beside the dense nets')
+  fashion_sfc  the same on Fashion-MNIST
+  dfc        MNIST: the paper's D-FC at α = 1 (1,247,650 params) with SGD and β-LASSO λ = 4e-4
+  long       MNIST: the calibration point's 30-epoch cells (SGD; β-LASSO λ = 1e-3)
+  conv1d     MNIST-1D: the 1-D CNN of configs/sweeps/harder.py with SGD (its accuracy beside
+             the dense net's)
+  lcn        MNIST and Fashion-MNIST: the LCN (the seed CNN's layout without weight sharing)
+             with SGD (the costliest part)
   quick      a few steps of MNIST (SGD, β-LASSO, shuffled β-LASSO), one seed: a smoke check
 """
 LAMBDAS = (1e-4, 4e-4, 1e-3)
 EPOCHS = 10
 EPOCHS_1D = 100
+LONG = 30  # the calibration point's longer cells
 
 
 def _bl(lam):
@@ -63,13 +71,33 @@ PARTS = {
         "mnist-adam": {**MNIST, **ADAM},
         "mnist-bl0.0004": {**MNIST, **_bl(4e-4)},
     },
+    "fashion_sfc": {
+        "fashion-sgd": {**FASHION, **SGD},
+        "fashion-adam": {**FASHION, **ADAM},
+        "fashion-bl0.0004": {**FASHION, **_bl(4e-4)},
+    },
+    "dfc": {"mnist-sgd": {**MNIST, **SGD}, "mnist-bl0.0004": {**MNIST, **_bl(4e-4)}},
+    "long": {"mnist-sgd-30": {**MNIST, **SGD, "num_epochs": LONG},
+             "mnist-bl0.001-30": {**MNIST, **_bl(1e-3), "num_epochs": LONG}},
+    "conv1d": {"mnist1d-sgd": {**MNIST1D, **SGD}},
+    "lcn": {"mnist-sgd": {**MNIST, **SGD}, "fashion-sgd": {**FASHION, **SGD}},
 }
-# (model, condition) pairs of the sfc part; every other part trains fc512 on its conditions.
-SFC_GRID = [("sfc", "mnist-sgd"), ("sfc", "mnist-adam"), ("sfc", "mnist-bl0.0004"),
-            ("fc512", "mnist-adam"), ("cnn", "mnist-sgd")]
+# (model, condition) pairs of the parts that do not train fc512 on each of their conditions
+GRIDS = {
+    "sfc": [("sfc", "mnist-sgd"), ("sfc", "mnist-adam"), ("sfc", "mnist-bl0.0004"),
+            ("fc512", "mnist-adam"), ("cnn", "mnist-sgd")],
+    "fashion_sfc": [("sfc", "fashion-sgd"), ("sfc", "fashion-adam"), ("sfc", "fashion-bl0.0004"),
+                    ("fc512", "fashion-adam"), ("cnn", "fashion-sgd")],
+    "dfc": [("dfc", "mnist-sgd"), ("dfc", "mnist-bl0.0004")],
+    "conv1d": [("cnn1d", "mnist1d-sgd")],
+    "lcn": [("lcn", "mnist-sgd"), ("lcn", "fashion-sgd")],
+}
 MODELS = {"fc512": {"model": "fc", "mlp_hidden": (512,)},
           "sfc": {"model": "s_fc", "fc_alpha": ALPHA},
-          "cnn": {"model": "cnn"}}
+          "dfc": {"model": "d_fc", "fc_alpha": 1},
+          "cnn": {"model": "cnn"}, "lcn": {"model": "lcn"},
+          "cnn1d": {"model": "cnn1d", "cnn_features": (25, 25, 25), "cnn_kernel": 5,
+                    "cnn_pool": 2}}
 
 
 def get_sweep(arg=None):
@@ -79,8 +107,8 @@ def get_sweep(arg=None):
   if unknown:
     raise ValueError(f"unknown parts {unknown}; choose from {list(PARTS)} or quick")
   conditions = {name: dict(o) for k in keys for name, o in PARTS[k].items()}
-  grid = [{"model": "fc512", "condition": c} for k in keys if k != "sfc" for c in PARTS[k]]
-  grid += [{"model": m, "condition": c} for m, c in SFC_GRID if "sfc" in keys]
+  pairs = [p for k in keys for p in GRIDS.get(k, [("fc512", c) for c in PARTS[k]])]
+  grid = [{"model": m, "condition": c} for m, c in dict.fromkeys(pairs)]
   if quick:
     conditions = {k: conditions[k] for k in ("mnist-sgd", "mnist-bl0.0004",
                                              "mnist_shuffled-bl0.0004")}

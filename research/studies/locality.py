@@ -46,12 +46,20 @@ def describe(config: dict) -> dict:
           "epochs": config["num_epochs"], "window": locality.WINDOW}
 
 
+def usual_epochs(dataset: str) -> int:
+  """The epochs of a dataset's cells in the sweep (other cells' labels name theirs)."""
+  from configs.sweeps.locality import EPOCHS, EPOCHS_1D
+  return EPOCHS_1D if dataset == "mnist1d" else EPOCHS
+
+
 def label(d: dict) -> str:
   opt = (f"β-LASSO λ={d['lam']:g}" if d["optimizer"] == "beta_lasso" else
          {"sgd": "SGD", "adam": "Adam"}.get(d["optimizer"], d["optimizer"]))
   net = "" if d.get("net", "fc") == "fc" else f"{d['net']}, "
+  usual = usual_epochs(d["dataset"])
+  epochs = f", {d['epochs']} epochs" if d.get("epochs", usual) != usual else ""
   return (f"{DATASETS.get(d['dataset'], d['dataset'])}{' shuffled' if d['shuffled'] else ''}, "
-          f"{net}{opt}")
+          f"{net}{opt}{epochs}")
 
 
 _VARYING = {}
@@ -106,11 +114,12 @@ def cells(rows: list[dict]) -> list[dict]:
 
 
 def chosen_lambdas(found: list[dict]) -> dict:
-  """Per dataset: the λ whose β-LASSO runs on original pixels have the best mean validation
-  accuracy (the test split chooses nothing)."""
+  """Per dataset: the λ whose β-LASSO runs on original pixels, at the dataset's usual epochs,
+  have the best mean validation accuracy (the test split chooses nothing)."""
   best = {}
   for c in found:
-    if c["optimizer"] == "beta_lasso" and not c["shuffled"] and c.get("model", "fc") == "fc":
+    if (c["optimizer"] == "beta_lasso" and not c["shuffled"] and c.get("model", "fc") == "fc"
+        and c["epochs"] == usual_epochs(c["dataset"])):
       if c["dataset"] not in best or c["validation_accuracy"] > best[c["dataset"]][1]:
         best[c["dataset"]] = (c["lam"], c["validation_accuracy"])
   return {k: v[0] for k, v in best.items()}
@@ -190,6 +199,7 @@ def plot_weights(rows: list[dict], path: str, units: int = 6) -> bool:
       config = json.load(f)
     d = describe(config)
     if (d["model"] == "fc" and d["dataset"] == "mnist" and int(r["seed"]) == 0
+        and d["epochs"] == usual_epochs("mnist")
         and d["lam"] in (None, 4e-4) and d["optimizer"] != "adam"):
       picked.append((d, r["workdir"], config))
   if not picked:
@@ -263,10 +273,11 @@ def others(found: list[dict]) -> str:
   if not nets:
     return ""
   adam = any(c["optimizer"] == "adam" for c in found)
-  return (" Beside it on MNIST, the same budget: " + ", ".join(
+  return (" Beside it, at each dataset's budget: " + ", ".join(
       f"{net} ({int(n):,} params)" for net, n in nets.items()) +
-      " (S-FC: the paper's fully connected counterpart of its shallow conv net at width factor "
-      "α, 784 → 196α → 24α → 10; the CNN is not measured for locality)" +
+      " (S-FC and D-FC: the paper's fully connected counterparts of its shallow and deep conv "
+      "nets at width factor α, on 28x28 instead of 32x32; the CNN, the LCN and the 1-D CNN are "
+      "not measured for locality)" +
       (", and Adam at rate 1e-3 (its usual rate, not searched) in place of SGD's 0.05" if adam
        else "") + ".")
 
@@ -274,11 +285,14 @@ def others(found: list[dict]) -> str:
 def not_run(found: list[dict]) -> str:
   """What the study's grid leaves out, from the cells it has."""
   models = {c["model"] for c in found}
-  left = ([] if "s_fc" in models else ["the paper's S-FC (model `s_fc`)"]) + [
-      "D-FC (model `d_fc`, registered with its parameter count)", "the LCN",
-      "a learning-rate search", "the calibration point's 30-epoch cells"]
-  left += [] if "cnn" in models else ["the seed CNN"]
+  named = {"s_fc": "the paper's S-FC (model `s_fc`)", "d_fc": "D-FC (model `d_fc`)",
+           "lcn": "the LCN", "cnn": "the seed CNN"}
+  left = [text for model, text in named.items() if model not in models]
   left += [] if any(c["optimizer"] == "adam" for c in found) else ["Adam"]
+  left += [] if any(c["epochs"] == 30 for c in found) else [
+      "the calibration point's 30-epoch cells"]
+  left += ["a learning-rate search (SGD's rate is the calibration point's 0.05; λ is chosen on "
+           "validation from each dataset's grid)"]
   return ("Not run: " + ", ".join(left) + ". In the curves, MNIST β-LASSO λ=0.0004 on original "
           "pixels lies under its shuffled-and-un-permuted twin: the symmetry of "
           "tests/test_locality.py (same seed, same init up to the permutation).")
