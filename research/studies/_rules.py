@@ -337,14 +337,16 @@ def protocol(results, cited=("harder", "shuffled", "translation")) -> str:
   rates = ("learning rates chosen on a validation split" if all(chosen) else "fixed learning "
            "rates" if not any(chosen) else "learning rates chosen on a validation split for "
            f"{sum(chosen)} of {len(chosen)} cells, fixed for the others")
-  fixed = {name: ", ".join(sorted({c["rate"].split(" (")[0] for c in
-                                   results.cell_info(study).values()}))
-           for study, name in (("rethinking", "rethinking"), ("efcn", "eFCN"))
-           if os.path.isfile(os.path.join(results.studies_dir, study, "runs.jsonl"))}
-  rest = "; " + " and ".join(f"the {n} study" for n in fixed) + (
-      f" fix{'' if len(fixed) > 1 else 'es'} the rate at " + " and ".join(fixed.values())
-      if len(set(fixed.values())) > 1 else f" fix{'' if len(fixed) > 1 else 'es'} the rate at "
-      f"{next(iter(fixed.values()))}") if fixed else ""
+  by_rate = {}
+  for study, name in (("rethinking", "rethinking"), ("efcn", "eFCN"),
+                      ("mnist1d", "MNIST-1D")):
+    if os.path.isfile(os.path.join(results.studies_dir, study, "runs.jsonl")):
+      rate = ", ".join(sorted({c["rate"].split(" (")[0]
+                               for c in results.cell_info(study).values()}))
+      by_rate.setdefault(rate, []).append(name)
+  rest = ("; fixed rates in " + ", ".join(
+      f"the {' and '.join(names)} {'studies' if len(names) > 1 else 'study'} ({rate})"
+      for rate, names in by_rate.items()) if by_rate else "")
   return (f"{common} seeds per model{f' ({others})' if others else ''}, equal epochs within a "
           f"dataset, {rates}{rest}")
 
