@@ -79,3 +79,10 @@ def test_seeded_draws_give_each_seed_its_own_subset_and_clutter():
   assert not np.array_equal(a.test_images, b.test_images)  # the test digits' clutter too
   perm = [transforms.pixel_permutation((28, 28, 1), s) for s in (0, 1)]
   assert not np.array_equal(perm[0], perm[1])
+  # A draw seeded in some conditions only: the shuffled study's permutation per seed.
+  spec = grid.load_sweep("configs/sweeps/shuffled.py")
+  drawn = {(r.condition, r.seed): r.config().permutation_seed
+           for r in grid.expand(spec, {}, seeds=[0, 3]) if r.model == "cnn"}
+  assert drawn == {("MNIST", 0): 0, ("MNIST", 3): 0, ("MNIST shuffled", 0): 0,
+                   ("MNIST shuffled", 3): 0, ("MNIST shuffled per seed", 0): 0,
+                   ("MNIST shuffled per seed", 3): 3}

@@ -12,7 +12,8 @@ A sweep is a file under configs/sweeps/ whose `get_sweep(arg)` returns a dict:
     model_seeds: {model: [seeds]}                   (optional, instead of `seeds`)
     seeded_draws: ["transform_seed", ...]          (optional) config fields set to each run's
                  seed, so the data draws they seed (subset, clutter, labels, permutation)
-                 vary with it and the intervals cover them (default: fixed by the config)
+                 vary with it and the intervals cover them (default: fixed by the config);
+                 or {condition: [fields]} for some conditions only
     evals:       {name: {"from": condition, "test": overrides}}: test-time variants scored on
                  the trained params of condition `from` (no retraining), e.g. a CNN trained on
                  normal images scored on shuffled ones, or on test images shifted by k pixels.
@@ -92,6 +93,12 @@ class Run:
     return config
 
 
+def draws(spec: dict, condition: str) -> tuple:
+  """The config fields a condition sets to each run's seed (`seeded_draws`)."""
+  found = spec.get("seeded_draws", ())
+  return tuple(found.get(condition, ()) if isinstance(found, dict) else found)
+
+
 def expand(spec: dict, set_overrides: dict | None = None, seeds=None) -> list[Run]:
   """The spec's runs, in grid order then seed order."""
   grid = spec.get("grid") or product(sweep("model", list(spec["models"])),
@@ -105,7 +112,7 @@ def expand(spec: dict, set_overrides: dict | None = None, seeds=None) -> list[Ru
                    **spec["conditions"][condition],
                    **spec.get("model_condition_overrides", {}).get((model, condition), {}),
                    **(set_overrides or {}),
-                   **{field: int(seed) for field in spec.get("seeded_draws", ())},
+                   **{field: int(seed) for field in draws(spec, condition)},
                    "seed": int(seed)}
       overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
       base = spec["base"][model] if isinstance(spec["base"], dict) else spec["base"]
