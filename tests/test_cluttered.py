@@ -25,9 +25,9 @@ def test_every_budget_trains_each_model_the_same_epochs_on_its_own_draw():
     config = run.config()
     assert config.num_epochs == cluttered.split_condition(run.condition)[1]
     assert (config.canvas_size, config.clutter_pieces, config.transform_seed) == (60, 4, run.seed)
-  # the matched MLPs: the seed CNN's 126,986 parameters and 14,513,920 multiply-adds per image
+  # the matched MLPs: the seed CNN's 126,986 parameters; the half-width CNN's multiply-adds
   assert spec["models"]["mlp_params"]["mlp_hidden"] == (35,)  # 35 * 3,611 + 10 = 126,395
-  assert spec["models"]["mlp_flops"]["mlp_hidden"] == (4020,)  # 4,020 * 3,610 = 14,512,200
+  assert spec["models"]["mlp_flops_narrow"]["mlp_hidden"] == (1080,)  # 3,898,800 vs 3,897,728
   part = grid.expand(grid.load_sweep("configs/sweeps/cluttered.py:9,cnn,mlp"), {}, seeds=[0])
   assert sorted((r.model, r.condition) for r in part) == [
       ("cnn", "cluttered 60x60, 9 epochs"), ("mlp", "cluttered 60x60, 9 epochs")]

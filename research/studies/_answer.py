@@ -53,9 +53,9 @@ def answer(results: Results) -> str:
           "whole input, exactly (`research/equivalence.py`). ")
   text += ("As learners, no: at equal budgets the seed CNN beats the seed MLP by " if wins else
            "As learners, it depends: at equal budgets the seed CNN − seed MLP is ") + _join(items)
-  flops = source("cluttered MNIST 60x60", "cnn", "mlp_flops")
-  if flops and cnn and cnn[-1][1] == clutter_where:
-    text += f" ({_pp_first(flops)} over an MLP with the CNN's multiply-adds)"
+  params = source("cluttered MNIST 60x60", "cnn", "mlp_params")
+  if params and cnn and cnn[-1][1] == clutter_where:
+    text += f" ({_pp_first(params)} over an MLP with its parameters)"
   lcn = (source("cluttered MNIST 60x60", "lcn_narrow") if clutter_study == "cluttered" else
          gaps.get(("lcn", "cluttered MNIST 60x60")))
   if lcn and cnn and cnn[-1][1] == clutter_where:

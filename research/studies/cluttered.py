@@ -1,8 +1,8 @@
 """Cluttered MNIST 60x60 at growing budgets: is the CNN's lead over Dense a short budget's, or a
 small MLP's?
 
-Test accuracy of the seed MLP, MLPs matched to the seed CNN's parameters and multiply-adds, the
-seed CNN, and a CNN and an LCN of half its widths, at 3, 9 and 27 epochs each
+Test accuracy of the seed MLP, an MLP matched to the seed CNN's parameters, the seed CNN, a CNN
+and an LCN of half its widths and an MLP matched to that CNN's multiply-adds, at 3, 9 and 27 epochs each
 (configs/sweeps/cluttered.py), every cell's curve checked for a plateau. Writes results.csv,
 results.md, summary.json, cluttered.png and cluttered_curves.png into --output_dir.
 
@@ -16,11 +16,13 @@ from research import studies
 from research.studies import _axis
 from research.sweeps import report
 
-GAPS = (("cnn", "mlp"), ("cnn", "mlp_params"), ("cnn", "mlp_flops"), ("lcn_narrow", "mlp"),
-        ("cnn_narrow", "lcn_narrow"), ("cnn", "cnn_narrow"))
+GAPS = (("cnn", "mlp"), ("cnn", "mlp_params"), ("cnn_narrow", "mlp_flops_narrow"),
+        ("lcn_narrow", "mlp"), ("lcn_narrow", "mlp_flops_narrow"), ("cnn_narrow", "lcn_narrow"),
+        ("cnn", "cnn_narrow"))
 WHAT = {"mlp": "the seed MLP (one hidden layer of {w})",
         "mlp_params": "MLP, one hidden layer of {w}: the seed CNN's parameters on this canvas",
-        "mlp_flops": "MLP, one hidden layer of {w}: the seed CNN's multiply-adds on this canvas",
+        "mlp_flops_narrow": "MLP, one hidden layer of {w}: cnn_narrow's multiply-adds on this "
+                            "canvas",
         "cnn": "the seed CNN (Conv 32 -> Conv 64, 3x3, each with a 2x2 max pool; Dense)",
         "cnn_narrow": "the seed CNN at half its widths (Conv 16 -> Conv 32)",
         "lcn_narrow": "cnn_narrow without weight sharing (locally connected layers)"}
