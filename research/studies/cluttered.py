@@ -63,11 +63,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   """The study; `arguments` are engine.run_sweep's (output_dir, runs_dir, executor, seeds, ...).
   Returns (frame of every row, the cells along the budget)."""
   result = studies.run_grid("cluttered", sweep, **arguments)
-  spec, rows, output_dir = result.spec, result.rows, result.output_dir
-  frame = report.to_frame(rows)
-  agg = curves(frame)
-  budgets = studies.cell_budgets(rows)
-  compared = gaps(frame)
+  rows, output_dir = result.rows, result.output_dir
+  frame, budgets = report.to_frame(rows), studies.cell_budgets(rows)
+  agg, compared = curves(frame), gaps(frame)
   params = frame.groupby("model", sort=False)["num_params"].first()
   _axis.plot(agg, os.path.join(output_dir, "cluttered.png"), "epochs", log=True)
   lines = [f"Command: `{report.command_line()}`", "",
@@ -78,14 +76,14 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            f"t interval over seeds). Trained on {studies.cpus(rows)}.", "",
            "| model | what | parameters |", "|---|---|---|"]
   for m in params.index:
-    width = spec["models"].get(m, {}).get("mlp_hidden", ("",))[0]
+    width = result.spec["models"].get(m, {}).get("mlp_hidden", ("",))[0]
     lines.append(f"| {m} | {WHAT.get(m, m).format(w=width)} | {int(params[m]):,} |")
   lines += ["", *_axis.table(agg, budgets, lambda rows: f"{int(rows['x'].iloc[0])} epochs"),
             "† still rising over the last 20% of its training by more than its interval "
             "(under-trained). Budgets per cell:", "", *studies.budget_table(budgets), "",
             "Differences:", "",
             *_axis.gap_lines(compared, ("dataset", "epochs"), str)]
-  lines += studies.rates_and_curves("cluttered", spec, rows, output_dir,
+  lines += studies.rates_and_curves("cluttered", result.spec, rows, output_dir,
                                     "test accuracy per evaluation (mean, 95% CI)")
   studies.write_summary(output_dir, {
       "cells": [{"model": r["model"], "condition": r["condition"], "epochs": int(r["x"]),
