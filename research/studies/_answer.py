@@ -69,6 +69,19 @@ def answer(results: Results) -> str:
     recipe = (" (its paper's models and recipe)" if sources["MNIST-1D"][0] == "mnist1d" else "")
     text += f", and a 1-D CNN {verb} {_pp_first(one_d)} on MNIST-1D{recipe}"
   text += "."
+  matched = [(g, where) for where in ("MNIST", "Fashion-MNIST")
+             for g in [next((g for g in harder["gaps"] if (g["a"], g["b"], g["condition"]) ==
+                             ("cnn", "mlp_flops", where)), None)] if g]
+  if matched:
+    cells = results.cell_info("harder")
+    rising = [where for _, where in matched
+              if (cells.get(("mlp_flops", where), {}).get("marker") or {}).get("under_trained")]
+    closed = all(g["verdict"] == "> 0" for g, _ in matched)
+    text += (" An MLP as large as the CNN's computation (its multiply-adds per image) " +
+             ("narrows the gap without closing it: CNN − that MLP " if closed else
+              "against the CNN: CNN − that MLP ") +
+             _join([f"{_pp_first(g)} on {where}" for g, where in matched]) +
+             (f" (that MLP still rising at the end on {_join(rising)})" if rising else "") + ".")
   effect = {e["model"]: e for e in shuffled["effects"] if e["what"] == "MNIST shuffled − MNIST"}
   retrained = cell(shuffled, "cnn", "MNIST shuffled")
   collapses = retrained["mean"] < 0.2  # claim 4's rule
