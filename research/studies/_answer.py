@@ -82,13 +82,16 @@ def answer(results: Results) -> str:
               "against the CNN: CNN − that MLP ") +
              _join([f"{_pp_first(g)} on {where}" for g, where in matched]) +
              (f" (that MLP still rising at the end on {_join(rising)})" if rising else "") + ".")
-  effect = {e["model"]: e for e in shuffled["effects"] if e["what"] == "MNIST shuffled − MNIST"}
-  retrained = cell(shuffled, "cnn", "MNIST shuffled")
+  shuffle = _rules.shuffled_condition(results)
+  effect = {e["model"]: e for e in shuffled["effects"] if e["what"] == f"{shuffle} − MNIST"}
+  retrained = cell(shuffled, "cnn", shuffle)
   collapses = retrained["mean"] < 0.2  # claim 4's rule
   text += (" Retrained on shuffled pixels the CNN collapses" if collapses else
            " But the seeds overstate what the grid gives the CNN: retrained on shuffled pixels it "
            "does not collapse")
-  text += (f" ({_pp_first(effect['cnn'])} on MNIST, {'down to' if collapses else 'still'} "
+  drawn = ", a permutation drawn per seed" if shuffle.endswith("per seed") else ""
+  text += (f" ({_pp_first(effect['cnn'])} on MNIST{drawn}, "
+           f"{'down to' if collapses else 'still'} "
            f"{pct(retrained['mean'])}; the MLP "
            f"{_pp_first(effect['mlp'])})")
   curves = {(c["model"], c["condition"], int(c["shift"])): c["mean"]
