@@ -86,3 +86,21 @@ def test_seeded_draws_give_each_seed_its_own_subset_and_clutter():
   assert drawn == {("MNIST", 0): 0, ("MNIST", 3): 0, ("MNIST shuffled", 0): 0,
                    ("MNIST shuffled", 3): 0, ("MNIST shuffled per seed", 0): 0,
                    ("MNIST shuffled per seed", 3): 3}
+
+
+def test_the_verdict_page_reads_the_study_summary(tmp_path):
+  import json
+  from research.studies import verdict
+  curve = lambda m, n, acc: {"dataset": "MNIST", "size": n, "model": m, "test_accuracy_mean": acc,
+                             "test_accuracy_ci95": 0.01, "n": 5}
+  summary = {"curves": [curve("mlp", 0, 0.98), curve("mlp", 500, 0.80), curve("cnn", 500, 0.90),
+                        curve("cnn", 0, 0.99)],
+             "gaps": [{"dataset": "MNIST", "size": 500, "a": "cnn", "b": "mlp", "diff": 0.1,
+                       "low": 0.08, "high": 0.12, "verdict": "> 0"}]}
+  assert study.notes(verdict.Results(str(tmp_path))) == []
+  (tmp_path / "sample_efficiency").mkdir()
+  (tmp_path / "sample_efficiency" / "summary.json").write_text(json.dumps(summary))
+  ((order, lines),) = study.notes(verdict.Results(str(tmp_path)))
+  assert 3 < order < 4 and lines[-1] == (
+      "- MNIST: mlp 500: 80.0 ± 1.0, all: 98.0 ± 1.0; cnn 500: 90.0 ± 1.0, all: 99.0 ± 1.0; "
+      "conv − MLP 500: +10.00 [+8.00, +12.00] pp.")

@@ -82,3 +82,34 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
                                      "command": report.command_line()})
   report.publish(output_dir, results_md, "sample_efficiency", lines, rows)
   return frame, agg
+
+
+def notes(results) -> list[tuple[float, list[str]]]:
+  """Test accuracy against training-set size per dataset and model, and the CNN's lead over the
+  seed MLP at each size, when the study has run (after claim 4: what the correlations alone
+  give a dense net at each size)."""
+  summary = results.optional_summary("sample_efficiency")
+  if not summary:
+    return []
+  lines = ["", "## How many examples each model needs (sample efficiency)", "",
+           "docs/studies/sample_efficiency: class-balanced nested subsets of the training split, "
+           "every size of a dataset trained the same steps, rates chosen on validation per cell; "
+           "test accuracy, mean ± 95% interval over seeds (uncorrected):", ""]
+  size = lambda n: f"{n:,}" if n else "all"
+  for dataset in dict.fromkeys(c["dataset"] for c in summary["curves"]):
+    cells = [c for c in summary["curves"] if c["dataset"] == dataset]
+    per_model = []
+    for model in dict.fromkeys(c["model"] for c in cells):
+      points = sorted((c for c in cells if c["model"] == model),
+                      key=lambda c: c["size"] or float("inf"))
+      per_model.append(f"{model} " + ", ".join(
+          f"{size(c['size'])}: " + report.fmt_interval(c["test_accuracy_mean"],
+                                                       c["test_accuracy_ci95"], digits=1)
+          for c in points))
+    gaps = sorted((g for g in summary["gaps"] if g["dataset"] == dataset and g["b"] in (
+        "mlp", "mlp_1d") and g["a"] in ("cnn", "cnn1d")), key=lambda g: g["size"] or float("inf"))
+    lead = "; conv − MLP " + ", ".join(
+        f"{size(g['size'])}: {report.fmt_diff(g['diff'], g['low'], g['high'])} pp"
+        for g in gaps) if gaps else ""
+    lines.append(f"- {dataset}: " + "; ".join(per_model) + lead + ".")
+  return [(3.6, lines)]
