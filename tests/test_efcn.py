@@ -81,3 +81,24 @@ def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
   lines = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
   assert [(m["split"], m["step"]) for m in lines if m["split"] != "train"] == [
       ("weights", 0), ("test", 20), ("weights", 20)]  # nothing repeated by the resumption
+
+
+def test_the_validated_variant_chooses_each_stage_one_rate_on_a_validation_split():
+  import pandas as pd
+  from configs.sweeps import efcn as sweep
+  from research.studies import efcn as study
+  plain, validated = sweep.get_sweep(), sweep.get_sweep("validated")
+  assert "lr_search" not in plain and "validation_size" not in plain["common"]
+  assert validated["common"]["validation_size"] == 5000 and validated["lr_search"]["seed"] == 0
+  # steps per epoch of what the validation split leaves: the switch points stay whole epochs
+  assert (plain["relax"]["steps_per_epoch"], validated["relax"]["steps_per_epoch"]) == (468, 429)
+  with pytest.raises(ValueError, match=r"unknown keys \['slow'\]"):
+    sweep.get_sweep("quick,slow")
+  frame = pd.DataFrame({"model": ["cnn", "fcn", "efcn-t1", "cnn", "fcn"],
+                        "condition": ["mnist"] * 3 + ["fashion_mnist"] * 2,
+                        "learning_rate": [3e-3, 1e-3, 3e-3, 1e-3, 3e-4]})
+  assert study.rates_text(frame, searched=True) == (
+      "Adam at constant rates chosen on a validation split (mnist: CNN 0.003, dense 0.001; "
+      "fashion_mnist: CNN 0.001, dense 0.0003; the eFCN trains on at its CNN's rate)")
+  assert study.rates_text(frame.assign(learning_rate=1e-3), searched=False) == (
+      "Adam at a fixed 0.001 (constant, not searched)")

@@ -11,8 +11,11 @@
      TRAIN_ON_EPOCHS epochs with the same optimizer settings (Adam state fresh).
 
   python -m research.studies efcn --runs_dir=runs/efcn --output_dir=docs/studies/efcn
-  --sweep=configs/sweeps/efcn.py:quick: a short version for tests (a 1,280-image training
-  subset, one seed, MNIST)
+  --sweep=configs/sweeps/efcn.py:ARG, ARG a comma list of
+  quick      a short version for tests (a 1,280-image training subset, one seed, MNIST)
+  validated  a 5,000-image validation split held out of the training set, on which each stage-1
+             model's constant rate is chosen (the eFCN trains on at its CNN's rate); without it
+             every run uses Adam 1e-3
 
 The CNN is the seed's shape family, narrowed to Conv 8 -> Conv 16 (eFCN 6.9M weights instead of
 the seed's 59M) to fit a shared 2-core CPU: see docs/results.md, eFCN.
@@ -22,10 +25,15 @@ BASE = {"cnn": "configs.mnist_cnn", "fcn": "configs.mnist_cnn"}
 
 
 def get_sweep(arg=None):
-  quick = arg == "quick"
+  keys = [k for k in (arg or "").split(",") if k]
+  if set(keys) - {"quick", "validated"}:
+    raise ValueError(f"unknown keys {sorted(set(keys) - {'quick', 'validated'})}; choose quick "
+                     "and/or validated")
+  quick, validated = "quick" in keys, "validated" in keys
   batch = 64 if quick else 128
   subset = 1280 if quick else 0  # 0: all 60,000 training images (MNIST and Fashion-MNIST)
-  steps_per_epoch = (subset or 60000) // batch
+  validation = (256 if quick else 5000) if validated else 0
+  steps_per_epoch = ((subset or 60000) - validation) // batch
   relax_epochs = [0, 1] if quick else [0, 1, 2, 3]  # switch points t (epochs of CNN training)
   train_on = 1 if quick else 2
   common = {
@@ -33,7 +41,7 @@ def get_sweep(arg=None):
       "cnn_features": [4, 8] if quick else [8, 16],
       "lr_schedule": "constant", "learning_rate": 1e-3, "eval_train": False,
       "log_every_steps": steps_per_epoch, "steps_per_call": 10 if not quick else 5,
-      "eval_every_epochs": 1,
+      "eval_every_epochs": 1, **({"validation_size": validation} if validated else {}),
   }
   return {
       "base": BASE,
@@ -50,6 +58,8 @@ def get_sweep(arg=None):
                      {"mnist": {"dataset": "mnist"},
                       "fashion_mnist": {"dataset": "fashion_mnist"}}),
       "seeds": [0] if quick else [0, 1, 2, 3, 4],
+      **({"lr_search": {"learning_rates": [1e-3, 3e-3] if quick else [3e-4, 1e-3, 3e-3],
+                        "seed": 0, "extend": 0 if quick else 1}} if validated else {}),
       # Stage 2 (research/studies/efcn.py): eFCN runs from the `from` runs' checkpoints.
       "relax": {"from": "cnn", "epochs": relax_epochs, "steps_per_epoch": steps_per_epoch,
                 "overrides": {"model": "fcn", "num_epochs": train_on,

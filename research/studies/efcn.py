@@ -150,7 +150,21 @@ def state_bytes(run) -> dict:
   return out
 
 
-def verdict_line(diffs: list[dict], relax: dict, model: str, rate: float) -> str:
+def rates_text(frame, searched: bool) -> str:
+  """How the runs' rates were set: 'Adam at a fixed 0.001 (constant, not searched)', or the
+  rates chosen on the validation split per dataset."""
+  stage1 = frame[frame["model"].isin(["cnn", "fcn"])]
+  if not searched:
+    return (f"Adam at a fixed {', '.join(f'{v:g}' for v in sorted(set(stage1['learning_rate'])))}"
+            " (constant, not searched)")
+  chosen = stage1.groupby(["condition", "model"], sort=False)["learning_rate"].first()
+  per = "; ".join(f"{d}: CNN {chosen[d, 'cnn']:g}, dense {chosen[d, 'fcn']:g}"
+                  for d in dict.fromkeys(stage1["condition"]) if (d, "fcn") in chosen)
+  return (f"Adam at constant rates chosen on a validation split ({per}; the eFCN trains on at "
+          "its CNN's rate)")
+
+
+def verdict_line(diffs: list[dict], relax: dict, model: str, rates: str) -> str:
   """The study's answer in one line, from its intervals (the verdict prints it)."""
   parts = []
   for dataset in dict.fromkeys(d["dataset"] for d in diffs):
@@ -162,8 +176,8 @@ def verdict_line(diffs: list[dict], relax: dict, model: str, rate: float) -> str
     parts.append(f"{dataset}: eFCN − CNN trained on {vs_cnn}; eFCN − dense from random init "
                  f"trained t+R epochs {vs_dense}")
   return (f"A CNN ({model}) mapped to its exact dense network at switch point t (epochs) and "
-          f"trained on for R = {relax['overrides']['num_epochs']} epochs, Adam at a fixed "
-          f"{rate:g} (constant, not searched), test accuracy difference in pp (95% interval; "
+          f"trained on for R = {relax['overrides']['num_epochs']} epochs, {rates}, test "
+          "accuracy difference in pp (95% interval; "
           "> 0 / < 0 where it excludes 0, n.s. where not): " + "; ".join(parts) + ".")
 
 
@@ -259,6 +273,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   cnn = frame[frame["model"] == "cnn"].iloc[0]
   train_on = relax["overrides"]["num_epochs"]
   seconds = frame.groupby("model", sort=False)["train_seconds"].mean()
+  rates = rates_text(frame, bool(spec.get("lr_search")))
   lines = [
       f"Command: `{report.command_line()}`", "",
       f"Datasets {', '.join(dict.fromkeys(frame['condition']))}; seeds "
@@ -266,7 +281,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       f"{study['widths'][1]} 3x3 → pool 2 → Dense 10 ({int(cnn['num_params']):,} params), the "
       f"seed CNN's shape family narrowed from (32, 64) so the study fits a shared 2-core CPU; "
       f"its eFCN has {study['params']:,} params (the seed CNN's would have {seed['params']:,}). "
-      f"Adam 1e-3, constant rate, batch {runs[0].config().batch_size}; the CNN trained "
+      f"{rates}, batch {runs[0].config().batch_size}; the CNN trained "
       f"{relax['epochs'][-1] + train_on} epochs. At each switch point t (epochs; t=0 is the "
       f"CNN's random init) the CNN is mapped to its eFCN, which trains on as dense for R = "
       f"{train_on} epochs (Adam state fresh); it is compared with the same CNN run trained on "
@@ -274,8 +289,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       f"eFCN's shape trained from random (LeCun normal) init for the eFCN's whole budget, t+R "
       f"epochs (its evaluation at epoch t+R of one run of {relax['epochs'][-1] + train_on} "
       f"epochs: at a constant rate, with the data order fixed by seed and epoch, that is the "
-      f"state a run of t+R epochs ends in). The rate is fixed, not chosen on a validation "
-      f"split. Accuracies in %, mean ± half-width of the Student-t 95% interval over seeds.", "",
+      f"state a run of t+R epochs ends in). Accuracies in %, mean ± half-width of the "
+      f"Student-t 95% interval over seeds.", "",
       *table, "",
       "Share of each conv-derived layer's weight norm outside the locally connected pattern "
       "(zeros outside each output's receptive field) and outside the convolutional pattern "
@@ -285,6 +300,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "Each trained cell's budget and under-trained mark (test accuracy still rising by more "
       "than its 95% half-width over the last 20% of its training):", "",
       *studies.budget_table(studies.cell_budgets(rows)), "",
+      *(["Learning rates (final validation accuracy %, seed 0; bold: chosen):", "",
+         *report.lr_search_table(spec["lr_search_rows"]), ""]
+        if spec.get("lr_search_rows") else []),
       f"Memory: the eFCN's params take {study['param_bytes'] / 2**20:.1f} MiB and Adam's state "
       f"{study['adam_bytes'] / 2**20:.1f} MiB (float32; the seed CNN's eFCN would take "
       f"{seed['param_bytes'] / gib:.2f} GiB + {seed['adam_bytes'] / gib:.2f} GiB)" +
@@ -296,7 +314,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "![weight norm outside each subspace](efcn_subspaces.png)"]
   model = (f"Conv {study['widths'][0]} → Conv {study['widths'][1]}, "
            f"{int(cnn['num_params']):,} params; eFCN {study['params']:,}")
-  line = verdict_line(diffs, relax, model, runs[0].config().learning_rate)
+  line = verdict_line(diffs, relax, model, rates)
   studies.write_summary(output_dir, {"diffs": diffs, "verdict_line": line,
                                      "memory": memory, "command": report.command_line()})
   report.publish(output_dir, results_md, "efcn", lines, rows)
