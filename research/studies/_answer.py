@@ -38,7 +38,7 @@ def answer(results: Results) -> str:
 
   clutter_study, _, clutter_condition = sources.get("cluttered MNIST 60x60", ("", "", ""))
   clutter_where = "cluttered 60x60 ones" + (
-      f" (after {clutter_condition.rsplit(', ', 1)[-1]})" if clutter_study == "cluttered" else "")
+      f" after {clutter_condition.rsplit(', ', 1)[-1]}" if clutter_study == "cluttered" else "")
   cnn = [(gaps.get(("cnn", "MNIST")), "MNIST"), (source("Fashion-MNIST"), "Fashion-MNIST"),
          (canvas.get("cnn"), "digits placed anywhere on a 40x40 canvas"),
          (source("cluttered MNIST 60x60"), clutter_where)]
