@@ -61,8 +61,11 @@ def answer(results: Results) -> str:
   if lcn and cnn and cnn[-1][1] == clutter_where:
     than = {"n.s.": "no better than", "> 0": "better than", "< 0": "worse than"}[lcn["verdict"]]
     narrow = " (at half the CNN's widths)" if clutter_study == "cluttered" else ""
+    key = ("lcn_narrow" if clutter_study == "cluttered" else "lcn", clutter_condition)
+    marker = results.cell_info(clutter_study or "harder").get(key, {}).get("marker") or {}
+    rising = ", still rising at the end" if marker.get("under_trained") else ""
     text += (f", where a locally connected net without shared weights{narrow} is {than} the "
-             f"MLP ({_pp_first(lcn)})")
+             f"MLP ({_pp_first(lcn)}{rising})")
   one_d = source("MNIST-1D")
   if one_d:
     verb = "beats it by" if one_d["verdict"] == "> 0" else "differs from it by"
