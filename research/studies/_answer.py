@@ -48,8 +48,9 @@ def answer(results: Results) -> str:
   text = (f"**The answer, measured** ([docs/verdict.md](docs/verdict.md): every claim of the "
           f"seeds, its verdict and numbers, written by `python -m research.studies.verdict` from "
           f"the studies of [docs/results.md](docs/results.md); {_rules.protocol(results)}; 95% "
-          "intervals, each uncorrected; the verdict's tests are Holm-corrected). As functions, yes: every convolution *is* a dense "
-          "layer with a sparse, tied matrix and every dense layer *is* a convolution covering its "
+          "intervals, each uncorrected; the verdict's tests are Holm-corrected). As functions, "
+          "yes: every convolution *is* a dense layer with a sparse, tied matrix and every dense "
+          "layer *is* a convolution covering its "
           "whole input, exactly (`research/equivalence.py`). ")
   text += ("As learners, no: at equal budgets the seed CNN beats the seed MLP by " if wins else
            "As learners, it depends: at equal budgets the seed CNN − seed MLP is ") + _join(items)
@@ -72,9 +73,8 @@ def answer(results: Results) -> str:
     recipe = (" (its paper's models and recipe)" if sources["MNIST-1D"][0] == "mnist1d" else "")
     text += f", and a 1-D CNN {verb} {_pp_first(one_d)} on MNIST-1D{recipe}"
   text += "."
-  matched = [(g, where) for where in ("MNIST", "Fashion-MNIST")
-             for g in [next((g for g in harder["gaps"] if (g["a"], g["b"], g["condition"]) ==
-                             ("cnn", "mlp_flops", where)), None)] if g]
+  vs_flops = {g["condition"]: g for g in harder["gaps"] if (g["a"], g["b"]) == ("cnn", "mlp_flops")}
+  matched = [(vs_flops[where], where) for where in ("MNIST", "Fashion-MNIST") if where in vs_flops]
   if matched:
     cells = results.cell_info("harder")
     rising = [where for _, where in matched
