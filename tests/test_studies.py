@@ -48,6 +48,37 @@ def test_unknown_override_is_an_error():
     run.config()
 
 
+def test_rates_searched_per_condition_and_extended_past_an_end():
+  """learning_rates as {condition: [...]}: only those conditions' cells are searched, each from
+  its own candidates, the best at an end earns one more rate; the others keep their rate."""
+  from research.sweeps import lr_search
+  spec = grid.load_sweep(os.path.join(ROOT, "configs/sweeps/locality.py:long"))
+  spec["conditions"]["adam"] = {"dataset": "mnist", "optimizer": "adam", "learning_rate": 1e-3}
+  spec["grid"] = spec["grid"] + [{"model": "fc512", "condition": "adam"}]
+  spec["lr_search"] = {"learning_rates": {"mnist-sgd-30": [0.02, 0.05, 0.1],
+                                          "adam": [3e-4, 1e-3, 3e-3]}, "seed": 0, "extend": 1}
+  best = {"mnist-sgd-30": 0.1, "adam": 1e-3}  # the validation peak of each condition
+  ran = []
+
+  def execute(runs):
+    ran.extend(runs)
+    return {r.name: {"status": "ok", "results": {"validation_accuracy": 1 - abs(np.log(
+        dict(r.overrides)["learning_rate"] / best[r.condition]))}} for r in runs}
+
+  new = lr_search.choose_learning_rates(spec, {}, execute, log=lambda *_: None)
+  searched = sorted({(r.condition, dict(r.overrides)["learning_rate"]) for r in ran})
+  assert searched == [("adam", 3e-4), ("adam", 1e-3), ("adam", 3e-3), ("mnist-sgd-30", 0.02),
+                      ("mnist-sgd-30", 0.05), ("mnist-sgd-30", 0.1), ("mnist-sgd-30", 0.25)]
+  mco = new["model_condition_overrides"]
+  assert mco[("fc512", "mnist-sgd-30")] == {"learning_rate": 0.1}
+  assert mco[("fc512", "adam")] == {"learning_rate": 1e-3}
+  assert ("fc512", "mnist-bl0.001-30") not in mco  # not named: its own 0.05, no search runs
+  assert {r["condition"] for r in new["lr_search_rows"]} == {"adam", "mnist-sgd-30"}
+  # The candidate at a cell's own rate is the cell's seed-0 run: trained once, not twice.
+  own = [r for r in grid.expand(new, {}, [0]) if r.condition == "adam"]
+  assert own[0].name in {r.name for r in ran}
+
+
 def test_finished_runs_are_read_back_not_retrained(tmp_path):
   spec = grid.load_sweep(os.path.join(ROOT, "configs/sweeps/tabular.py"))
   run = grid.expand(spec, seeds=[0])[0]

@@ -4,8 +4,10 @@ un-permuted back onto the grid and measured there), on MNIST, Fashion-MNIST and 
 
 The model is the calibration point's MLP, 784 -> 512 -> 10 (`fc` with mlp_hidden=(512,): the
 seed MLP's layers, wider; it logs its first layer's locality at each evaluation). Every run:
-SGD with momentum 0.9, rate 0.05 (the calibration point's; not searched here), batch 128,
-constant rate, β = 50, the same epochs within a dataset (MNIST and Fashion-MNIST 10, MNIST-1D
+SGD with momentum 0.9, batch 128, constant rate, β = 50, the rate chosen per cell on the
+validation split (seed 0) among 0.02, 0.05 and 0.1 around the calibration point's 0.05 (Adam:
+3e-4, 1e-3, 3e-3), one step further where the best is at an end (the calibration point's
+30-epoch cells keep its 0.05), the same epochs within a dataset (MNIST and Fashion-MNIST 10, MNIST-1D
 100: its 3,500 training sequences make 27 steps an epoch), a 5,000-image validation split held
 out of the training set (500 sequences for MNIST-1D) on which λ is chosen by the study. One fixed
 pixel permutation (permutation_seed 0).
@@ -47,7 +49,9 @@ MNIST1D = {"dataset": "mnist1d", "validation_size": 500, "num_epochs": EPOCHS_1D
 
 # condition -> overrides; the study reads dataset, optimizer, λ and the shuffle from each run's
 # config.json, not from these names.
-ADAM = {"optimizer": "adam", "learning_rate": 1e-3}  # Adam's usual rate, not searched
+ADAM = {"optimizer": "adam", "learning_rate": 1e-3}  # Adam's usual rate, a candidate
+SGD_RATES = (0.02, 0.05, 0.1)  # around the calibration point's 0.05 (β-LASSO's too)
+ADAM_RATES = (3e-4, 1e-3, 3e-3)
 ALPHA = 4  # S-FC's width factor: its first layer has 14 * 14 * α = 784 units
 
 PARTS = {
@@ -113,6 +117,10 @@ def get_sweep(arg=None):
     conditions = {k: conditions[k] for k in ("mnist-sgd", "mnist-bl0.0004",
                                              "mnist_shuffled-bl0.0004")}
     grid = [{"model": "fc512", "condition": c} for c in conditions]
+  # Each cell's rate chosen on validation (seed 0) from its optimizer's candidates, but the
+  # calibration point's 30-epoch cells keep its rate 0.05.
+  rates = {name: ADAM_RATES if o.get("optimizer") == "adam" else SGD_RATES
+           for name, o in conditions.items() if o.get("num_epochs") != LONG}
   common = {"parallelism": "single", "batch_size": 128, "learning_rate": 0.05, "momentum": 0.9,
             "lr_schedule": "constant", "num_epochs": EPOCHS, "validation_size": 5000,
             "lasso_beta": 50.0, "eval_every_epochs": 1, "eval_train": False,
@@ -127,5 +135,7 @@ def get_sweep(arg=None):
       "conditions": conditions,
       "grid": grid,
       "seeds": [0] if quick else [0, 1, 2, 3, 4],
+      **({"lr_search": {"learning_rates": rates, "seed": 0, "extend": 1}} if rates and not quick
+         else {}),
       "resources": {"num_cpus": 1},
   }

@@ -42,6 +42,7 @@ def describe(config: dict) -> dict:
          "d_fc": f"D-FC α={config.get('fc_alpha')}"}.get(model, model.upper())
   return {"model": model, "net": net, "dataset": config["dataset"], "optimizer": config["optimizer"],
           "lam": float(config["lasso_lambda"]) if bl else None,
+          "learning_rate": float(config["learning_rate"]),
           "shuffled": config["pixel_permutation"] == "train_test",
           "epochs": config["num_epochs"], "window": locality.WINDOW}
 
@@ -162,12 +163,13 @@ def fmt(c: dict, m: str, digits: int = 3) -> str:
 
 
 def table(found: list[dict]) -> list[str]:
-  lines = ["| condition | n | test accuracy % | weights left (first layer) | locality (7x7) | "
-           "chance | locality − chance | centred 7x7 | its chance | rf size (90%) | chance rf |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| condition | rate | n | test accuracy % | weights left (first layer) | "
+           "locality (7x7) | chance | locality − chance | centred 7x7 | its chance | "
+           "rf size (90%) | chance rf |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for c in found:
     acc = report.fmt_interval(c["test_accuracy"], c["test_accuracy_ci95"])
-    lines.append(f"| {c['label']}{' (un-permuted)' if c['shuffled'] else ''} | {c['n']} | {acc} "
+    lines.append(f"| {c['label']}{' (un-permuted)' if c['shuffled'] else ''} | "
+                 f"{c['learning_rate']:g} | {c['n']} | {acc} "
                  f"| {fmt(c, 'weights_left', 4)} | {fmt(c, 'locality')} | {fmt(c, 'chance')} | "
                  f"{fmt(c, 'excess')} | {fmt(c, 'centred')} | {fmt(c, 'chance_centred')} | "
                  f"{fmt(c, 'rf', 1)} | {fmt(c, 'chance_rf', 1)} |")
@@ -183,7 +185,8 @@ def calibration_table(found: list[dict]) -> list[str]:
     epochs, acc, zero, loc, chance = cal
     there = (f"{epochs} epochs" + (f", {100 * acc:.1f}%" if acc else "") +
              (f", {100 * zero:.1f}% zero" if zero else "") + f", locality {loc} vs chance {chance}")
-    here = (f"{c['epochs']} epochs, {report.fmt_interval(c['test_accuracy'], c['test_accuracy_ci95'])}%, "
+    here = (f"{c['epochs']} epochs, rate {c['learning_rate']:g}, "
+            f"{report.fmt_interval(c['test_accuracy'], c['test_accuracy_ci95'])}%, "
             f"{100 * (1 - c['weights_left']):.1f}% zero, locality {fmt(c, 'locality')} vs "
             f"chance {fmt(c, 'chance')}; centred window {fmt(c, 'centred')} vs "
             f"{fmt(c, 'chance_centred')}")
@@ -201,9 +204,18 @@ def others(found: list[dict]) -> str:
       f"{net} ({int(n):,} params)" for net, n in nets.items()) +
       " (S-FC and D-FC: the paper's fully connected counterparts of its shallow and deep conv "
       "nets at width factor α, on 28x28 instead of 32x32; the CNN, the LCN and the 1-D CNN are "
-      "not measured for locality)" +
-      (", and Adam at rate 1e-3 (its usual rate, not searched) in place of SGD's 0.05" if adam
-       else "") + ".")
+      "not measured for locality)" + (", and Adam in place of SGD" if adam else "") + ".")
+
+
+def rates_text(found: list[dict], searched: bool) -> str:
+  """How the cells' rates were set: chosen on validation (the search's table below) or fixed."""
+  rates = sorted({c["learning_rate"] for c in found})
+  if not searched:
+    return f"rate {', '.join(f'{r:g}' for r in rates)}, not searched."
+  return ("each cell's rate chosen on the validation split with seed 0 among 0.02, 0.05 and 0.1 "
+          "around the calibration point's 0.05 (Adam: 3e-4, 1e-3, 3e-3), one step further where "
+          "the best was at an end (table below); the calibration point's 30-epoch cells keep its "
+          "0.05. Rates the cells ran at: " + ", ".join(f"{r:g}" for r in rates) + ".")
 
 
 def not_run(found: list[dict]) -> str:
@@ -215,11 +227,13 @@ def not_run(found: list[dict]) -> str:
   left += [] if any(c["optimizer"] == "adam" for c in found) else ["Adam"]
   left += [] if any(c["epochs"] == 30 for c in found) else [
       "the calibration point's 30-epoch cells"]
-  left += ["a learning-rate search (SGD's rate is the calibration point's 0.05; λ is chosen on "
-           "validation from each dataset's grid)"]
-  return ("Not run: " + ", ".join(left) + ". In the curves, MNIST β-LASSO λ=0.0004 on original "
-          "pixels lies under its shuffled-and-un-permuted twin: the symmetry of "
-          "tests/test_locality.py (same seed, same init up to the permutation).")
+  twins = {(c["lam"], c["shuffled"]): c["learning_rate"] for c in found
+           if c["model"] == "fc" and c["dataset"] == "mnist" and c["lam"] == 4e-4}
+  same = len(set(twins.values())) == 1 and len(twins) == 2
+  return (("Not run: " + ", ".join(left) + ". " if left else "") +
+          ("In the curves, MNIST β-LASSO λ=0.0004 on original pixels lies under its "
+           "shuffled-and-un-permuted twin (the same rate): the symmetry of tests/test_locality.py "
+           "(same seed, same init up to the permutation)." if same else ""))
 
 
 def run(sweep: str | None = None, results_md: str = "", **arguments):
@@ -227,7 +241,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   Returns the cells."""
   from research.studies import _locality_plots as plots
   result = studies.run_grid("locality", sweep, **arguments)
-  rows, output_dir = result.rows, result.output_dir
+  rows, output_dir, spec = result.rows, result.output_dir, result.spec
   trained = [r for r in rows if r.get("status") not in ("eval", "failed")]
   found = cells(trained)
   reference = conv_reference()
@@ -249,8 +263,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       f"Command: `{report.command_line()}`", "",
       "The calibration point's dense net, 784 → 512 → 10 (`fc` with `mlp_hidden=(512,)`, "
       "407,050 params), trained with SGD (momentum 0.9) or β-LASSO (the same momentum, "
-      "β = 50, λ on the kernels of both layers; research/optimizers.py) at rate 0.05, batch "
-      "128, constant rate; the rate is the calibration point's, not searched. Budget and seeds "
+      "β = 50, λ on the kernels of both layers; research/optimizers.py), batch 128, constant "
+      f"rate; {rates_text(found, bool(spec.get('lr_search_rows')))} Budget and seeds "
       f"per dataset as they ran: {budget}. λ grid: {', '.join(f'{l:g}' for l in grid_lams)} "
       "(not every λ on every dataset: configs/sweeps/locality.py); λ chosen on the validation "
       "split (5,000 images; MNIST-1D 500 sequences), by mean validation accuracy: "
@@ -273,6 +287,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "grid's equal budget is shorter):", "",
       *calibration_table(found), "",
       not_run(found), "",
+      *(["Learning rates on the validation split (seed 0; final validation accuracy %, the chosen "
+         "rate in bold):", "", *report.lr_search_table(spec["lr_search_rows"]), ""]
+        if spec.get("lr_search_rows") else []),
       "![first-layer weights](locality_weights.png)" if pictures else "", "",
       "![locality over training](locality_curves.png)"]
   report.publish(output_dir, results_md, "locality", lines, rows)
@@ -307,7 +324,8 @@ def claims(results) -> list[Claim]:
   def line(name, c):
     if c is None:
       return f"{name}: not run."
-    return (f"{name}: {pct(c['test_accuracy'], c['test_accuracy_ci95'])}, "
+    return (f"{name} (rate {c['learning_rate']:g}): "
+            f"{pct(c['test_accuracy'], c['test_accuracy_ci95'])}, "
             f"{100 * c['weights_left']:.1f}% of first-layer weights left, locality "
             f"{fmt(c, 'locality')} vs chance {fmt(c, 'chance')} (n={c['n']})")
 

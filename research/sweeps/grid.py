@@ -20,7 +20,8 @@ A sweep is a file under configs/sweeps/ whose `get_sweep(arg)` returns a dict:
     resources:   {"num_cpus": 2, "num_gpus": 1}     (optional) what one run asks of Ray
     lr_search:   {"learning_rates": [3e-4, 1e-3, 3e-3], "seed": 0}  (optional) each cell's
                  learning rate chosen on the validation split first (research/sweeps/
-                 lr_search.py; needs validation_size > 0)
+                 lr_search.py; needs validation_size > 0); learning_rates may be
+                 {condition: [...]}: candidates per condition, the others not searched
 
 `product` and `sweep` build grids the big_vision way. A run's workdir is named
 `{model}-{condition}-s{seed}-{hash of its overrides}`, so sweeps that share a runs_dir share

@@ -8,7 +8,8 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
   """The sweep's learning rate per (model, condition), chosen on the validation split.
 
   spec["lr_search"] = {"learning_rates": [...ascending...], "seed": 0, "extend": 2}: every grid
-  cell trains once per candidate (that seed, the cell's full budget) and keeps the rate with the
+  cell (or, with learning_rates = {condition: [...]}, every cell of those conditions: the others
+  keep the rate their overrides give) trains once per candidate (that seed, the cell's full budget) and keeps the rate with the
   best final validation accuracy (ties: the smaller rate). A cell whose best rate is the largest
   (smallest) of its candidates gets the next rate beyond it (continuing the grid's pattern:
   3e-4, 1e-3, 3e-3 -> 1e-2 -> 3e-2), up to `extend` times, so the choice is bracketed rather
@@ -20,17 +21,20 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
   every candidate's validation score and which one was chosen (report.lr_search_table).
   """
   search = spec["lr_search"]
-  rates, seed = sorted(float(r) for r in search["learning_rates"]), int(search.get("seed", 0))
+  given, seed = search["learning_rates"], int(search.get("seed", 0))
   extend = int(search.get("extend", 2))
-  if not rates:
-    raise UserError("lr_search: give learning_rates")
-  factor = rates[-1] / rates[-2] if len(rates) > 1 else 3.0
-  cells = grid.expand(spec, overrides, [seed])
+  per_condition = given if isinstance(given, dict) else None
+  cells = [c for c in grid.expand(spec, overrides, [seed])
+           if per_condition is None or c.condition in per_condition]
+  keys = [(c.model, c.condition) for c in cells]
+  candidates = {key: sorted(float(r) for r in (given if per_condition is None else
+                                               per_condition[key[1]])) for key in keys}
+  if not keys or not all(candidates.values()):
+    raise UserError("lr_search: give learning_rates (a list, or {condition: list})")
   if cells[0].config().validation_size <= 0:
     raise UserError("lr_search needs a validation split: set validation_size > 0 in the sweep "
                     "(the test split never chooses anything)")
-  keys = [(c.model, c.condition) for c in cells]
-  candidates = {key: list(rates) for key in keys}
+  factors = {key: c[-1] / c[-2] if len(c) > 1 else 3.0 for key, c in candidates.items()}
   runs = {}  # (key, lr) -> Run
 
   def run_for(key, lr):
@@ -57,10 +61,10 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
       c = candidates[key]
       if round_ < extend and best == c[-1]:
         # The pattern continues: two steps on from c[-2] (1e-3, 3e-3 -> 1e-2), else one factor.
-        c.append(float(f"{(c[-2] * c[-1] / c[-3] if len(c) > 2 else best * factor):.3g}"))
+        c.append(float(f"{(c[-2] * c[-1] / c[-3] if len(c) > 2 else best * factors[key]):.3g}"))
         grown = True
       elif round_ < extend and best == c[0] and len(c) > 1:
-        c.insert(0, float(f"{(c[1] * c[0] / c[2] if len(c) > 2 else best / factor):.3g}"))
+        c.insert(0, float(f"{(c[1] * c[0] / c[2] if len(c) > 2 else best / factors[key]):.3g}"))
         grown = True
     if not grown:
       break
