@@ -375,6 +375,22 @@ def _write_study_files(root, mlp_shuffle_spread=1.0):
     r, rec = runs("tabular", model, "original columns", np.array(right) / 113, config, 600)
     rows, recs = rows + r, {**recs, **rec}
   write("tabular", rows, recs)
+  # locality: β-LASSO's first layer more local than chance on MNIST (+0.25) and, un-permuted,
+  # on shuffled MNIST (+0.26); the verdict's one-sided tests read the per-seed differences.
+  rows, recs, found = [], {}, []
+  for condition, shuffled_, excess in (("mnist-bl0.0004", False, 0.25),
+                                       ("mnist_shuffled-bl0.0004", True, 0.26)):
+    r, rec = runs("locality", "fc512", condition, 0.976 + OFFSETS, mnist_config(10), 4290)
+    rows, recs = rows + r, {**recs, **rec}
+    seeds = excess + 3 * OFFSETS
+    found.append({"sweep_model": "fc512", "condition": condition, "model": "fc", "dataset":
+                  "mnist", "optimizer": "beta_lasso", "lam": 4e-4, "shuffled": shuffled_,
+                  "learning_rate": 0.05, "n": 5, "test_accuracy": 0.976,
+                  "test_accuracy_ci95": 0.002, "weights_left": 0.05, "locality": 0.42,
+                  "locality_ci95": 0.01, "chance": 0.42 - excess, "chance_ci95": 0.01,
+                  "excess": excess, "excess_ci95": 0.008, "excess_seeds": list(seeds)})
+  write("locality", rows, recs, {"cells": found, "chosen_lambda": {"mnist": 4e-4},
+                                 "conv_reference": 1.0})
   os.makedirs(root / "rethinking", exist_ok=True)
   (root / "rethinking" / "summary.json").write_text(json.dumps({"cells": []}))
   os.makedirs(root / "params", exist_ok=True)
@@ -401,13 +417,17 @@ def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   # tested shuffled without retraining collapses); 5 CNN loses less than the MLP but > 2 pp;
   # 6 parameter counts (the models compared differ by 2.9x, not 314x); 7 the harder sets' gaps:
   # Fashion +3 pp (< 5), MNIST-1D +30 pp; 8 the 1-D CNN is shown no better on the table (TOST);
-  # 9 the equivalence.
-  assert verdicts == ["holds", "holds", "holds", "does not hold", "holds in part",
-                      "holds in part", "holds in part", "holds", "holds in part"]
+  # 9 the equivalence; between 3 and 4, the locality claim: β-LASSO's first layer shown more
+  # local than chance on MNIST and on shuffled MNIST un-permuted.
+  assert verdicts == ["holds", "holds", "holds", "does not hold", "does not hold",
+                      "holds in part", "holds in part", "holds in part", "holds", "holds in part"]
   assert "+1.20 [+0.97, +1.43] pp" in text and "314x fewer" in text
   assert "Zhang, Bengio, Hardt, Recht, Vinyals 2017" in text and "89.05%" in text  # CIFAR-10
   # Each claim's tests, one Holm family; claim 5's per-seed drops at a 4 px shift among them.
-  assert "one family of 11 tests" in text
+  assert "one family of 13 tests" in text
+  assert ("H0: the same on shuffled pixels, first layer un-permuted, is no more local than "
+          "chance: mean locality − chance +0.260 over seeds; p = " in text)
+  assert "Cells: fc512 5 seeds; 4,290 steps of batch 128 (10 epochs)" in text
   assert "H0: the MLP and the CNN lose as much at a 4 px test shift (per-seed drops): +28.80 pp" in text
   # Every test line names its cells' seeds, budget and whether they plateaued.
   (line,) = [x for x in text.splitlines() if x.startswith("- H0: seed CNN = seed MLP on MNIST")]
@@ -450,7 +470,7 @@ def test_verdict_runs_with_arguments_and_skips_a_readme_without_markers(tmp_path
   flags.FLAGS.unparse_flags()  # reading a flag now would raise
   found = verdict.write(str(tmp_path), str(tmp_path / "verdict.md"), str(readme), log=lines.append)
   assert not flags.FLAGS.is_parsed()
-  assert [c.order for c in found] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+  assert [c.order for c in found] == [1, 2, 3, 3.5, 4, 5, 6, 7, 8, 9]
   assert readme.read_text() == "# Title\n\nno markers here\n"
   assert len(lines) == 2 and "no answer markers" in lines[1] and "not written" in lines[1]
 

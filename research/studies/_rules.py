@@ -38,6 +38,8 @@ class Test:
                  f"{100 * r['high']:+.2f}] against the margin ±{100 * r['margin']:.1f} pp (TOST)")
     elif self.kind == "difference":
       numbers = f"{100 * r['diff']:+.2f} pp (Welch)"
+    elif r.get("unit") == "share":
+      numbers = f"mean locality − chance {r['mean']:+.3f} over seeds"
     elif r.get("unit") == "pp":
       numbers = f"mean {100 * r['mean']:.2f} pp"
     else:
@@ -90,12 +92,30 @@ def family(results) -> list[Test]:
                     stats.difference_test(acc(study, conv, condition),
                                           acc(study, "mlp", condition)),
                     [(study, conv, condition), (study, "mlp", condition)]))
+  out += locality_tests(results)
   conv, mlp = acc(t, "cnn1d", "original columns"), acc(t, "mlp", "original columns")
   cells = [(t, "cnn1d", "original columns"), (t, "mlp", "original columns")]
   out += [Test(8, "H0: |1-D CNN − MLP| on the table is at least the margin", "equivalence",
                stats.tost(conv, mlp, MARGINS[8]), cells),
           Test(8, "H0: 1-D CNN = MLP on the table", "difference",
                stats.difference_test(conv, mlp), cells)]
+  return out
+
+
+def locality_tests(results) -> list[Test]:
+  """The locality claim's tests (order 3.5), where the locality study ran: for each tested cell
+  (research/studies/locality.tested), H0 its first layer is no more local than its chance level
+  (one-sided t test of the per-seed locality − chance)."""
+  from research.studies import locality
+  s = results.optional_summary("locality")
+  out = []
+  for what, c in (locality.tested(s) if s else []):
+    if c is None or "excess_seeds" not in c:
+      continue
+    m = stats.mean_test(c["excess_seeds"], 0.0)
+    out.append(Test(3.5, f"H0: {what}, is no more local than chance", "threshold",
+                    {**m, "unit": "share", "p": m["p_above"]},
+                    [("locality", c["sweep_model"], c["condition"])]))
   return out
 
 
@@ -301,8 +321,22 @@ def decide(claim, tests: list[Test], results) -> tuple[str, str]:
                      "claim 1's test: holds in part if the conversion is exact and the two learn "
                      "differently; holds if it is not exact and they differ; does not hold if "
                      "exact and they do not.")
-  # A claim this module has no rule for (another study's, e.g. order 3.5) keeps its study's
-  # rule: no test of the family stands behind it.
+  mine = [t for t in tests if t.claim == claim.order]
+  if claim.order == 3.5 and mine:
+    if not any(t.usable for t in mine):
+      return ("not judged (under-trained)", "a cell of its test is under-trained: it carries "
+              "no verdict until trained longer.")
+    local = [t.usable and t.reject for t in mine] + [False]
+    verdict = ("does not hold" if local[0] and local[1] else "holds in part" if local[0]
+               else "not contradicted")
+    return verdict, ("does not hold if the β-LASSO dense net's first layer is shown more local "
+                     "than its chance level (one-sided t test of the per-seed locality − "
+                     "chance) both on MNIST and on shuffled MNIST un-permuted: the dense layer "
+                     "recovers the grid from the correlations alone; holds in part if only on "
+                     "MNIST; else not contradicted. The architecture has no built-in notion of "
+                     "adjacency either way: what is judged is whether a dense layer ignores it.")
+  # A claim this module has no rule for (another study's) keeps its study's rule: no test of
+  # the family stands behind it.
   return claim.verdict, claim.rule + (" (Its study's own rule, outside the verdict's family of "
                                       "Holm-corrected tests.)")
 

@@ -100,14 +100,15 @@ def cells(rows: list[dict]) -> list[dict]:
     measured = final_weights(r["workdir"]) if d["model"] in DENSE_NETS else {}
     by.setdefault((r["model"], r["condition"]), (d, []))[1].append({**r, **measured})
   out = []
-  for (_, condition), (d, runs) in by.items():
-    c = {"condition": condition, "label": label(d), **d, "n": len(runs),
+  for (model, condition), (d, runs) in by.items():
+    c = {"sweep_model": model, "condition": condition, "label": label(d), **d, "n": len(runs),
          "num_params": runs[0].get("num_params"),
          "seeds": sorted(int(r["seed"]) for r in runs)}
     for m in ("test_accuracy", "validation_accuracy") + MEASURES:
       c[m], c[f"{m}_ci95"] = report.t_interval([r.get(m, np.nan) for r in runs])
     diff = [r.get("locality", np.nan) - r.get("chance", np.nan) for r in runs]
     c["excess"], c["excess_ci95"] = report.t_interval(diff)
+    c["excess_seeds"] = [float(x) for x in diff]
     key = (d["dataset"], d["optimizer"], d["lam"], d["shuffled"])
     c["calibration"] = CALIBRATION.get(key) if d["model"] == "fc" else None
     out.append(c)
@@ -304,6 +305,16 @@ def _cell(summary: dict, dataset: str, optimizer: str, shuffled: bool, lam=None)
   return None
 
 
+def tested(summary: dict) -> list[tuple[str, dict]]:
+  """The cells the verdict tests (locality − chance > 0, research/studies/_rules.py): MNIST
+  β-LASSO at the λ that has a shuffled twin, and that twin un-permuted."""
+  bl_shuf = _cell(summary, "mnist", "beta_lasso", True)
+  lam = bl_shuf["lam"] if bl_shuf else summary["chosen_lambda"].get("mnist")
+  bl = _cell(summary, "mnist", "beta_lasso", False, lam)
+  return [(f"MNIST, β-LASSO λ={lam:g}", bl),
+          ("the same on shuffled pixels, first layer un-permuted", bl_shuf)]
+
+
 def claims(results) -> list[Claim]:
   """The seeds' 'Spatial awareness: None -- every pixel equally distant' (Dense ignores spatial
   structure), judged by whether a dense layer's learned weights are local on the grid."""
@@ -311,9 +322,7 @@ def claims(results) -> list[Claim]:
   if s is None:
     return []
   chosen = s["chosen_lambda"].get("mnist")
-  bl_shuf = _cell(s, "mnist", "beta_lasso", True)
-  lam = bl_shuf["lam"] if bl_shuf else chosen  # the λ that has a shuffled twin
-  bl = _cell(s, "mnist", "beta_lasso", False, lam)
+  (name, bl), (name_shuf, bl_shuf) = tested(s)
   bl_chosen = _cell(s, "mnist", "beta_lasso", False, chosen)
   sgd = _cell(s, "mnist", "sgd", False)
   sgd_shuf = _cell(s, "mnist", "sgd", True)
@@ -336,8 +345,7 @@ def claims(results) -> list[Claim]:
       "statistical correlations between positions. [...] Spatial awareness: None -- every pixel "
       "equally distant",
       verdict,
-      [line(f"MNIST, β-LASSO λ={lam:g}", bl),
-       line("the same on shuffled pixels, first layer un-permuted", bl_shuf),
+      [line(name, bl), line(name_shuf, bl_shuf),
        line(f"the λ chosen on validation, {chosen:g}", bl_chosen),
        line("SGD", sgd), line("SGD on shuffled pixels, un-permuted", sgd_shuf),
        f"A 3x3 conv's dense form scores {s['conv_reference']:.3f} (the maximum)."],
