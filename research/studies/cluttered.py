@@ -47,18 +47,6 @@ def gaps(frame) -> list[dict]:
   return _axis.gaps(frame, GAPS, split_condition)
 
 
-def settled(agg, budgets: dict) -> dict:
-  """{model: the longest budget at which the model's cell plateaued (not under-trained), or
-  None}."""
-  out = {}
-  for model, g in agg.groupby("model", sort=False):
-    flat = [int(r["x"]) for _, r in g.iterrows()
-            if not ((budgets.get((model, r["condition"])) or {}).get("marker") or {}).get(
-                "under_trained", True)]
-    out[model] = max(flat) if flat else None
-  return out
-
-
 def run(sweep: str | None = None, results_md: str = "", **arguments):
   """The study; `arguments` are engine.run_sweep's (output_dir, runs_dir, executor, seeds, ...).
   Returns (frame of every row, the cells along the budget)."""
@@ -92,7 +80,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
                  "under_trained": bool(((budgets.get((r["model"], r["condition"])) or {}).get(
                      "marker") or {}).get("under_trained", False))}
                 for _, r in agg.iterrows()],
-      "gaps": compared, "settled": settled(agg, budgets),
+      "gaps": compared,
       "params": {m: int(p) for m, p in params.items()}, "command": report.command_line()})
   report.publish(output_dir, results_md, "cluttered", lines, rows)
   return frame, agg
