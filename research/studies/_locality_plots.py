@@ -10,37 +10,50 @@ from research.studies.locality import DATASETS, describe, label, usual_epochs
 from research.sweeps import report
 
 
+ROWS = (("test_accuracy", "test accuracy"), ("locality", "mass in the {w}-window"),
+        ("weights_left", "fraction of weights left"))
+
+
 def plot_curves(frame, path: str, reference: float) -> None:
+  """Per (dataset, dense net) a column; rows: test accuracy, first-layer locality (dotted: its
+  chance level; dashed: a 3x3 conv's dense form) and first-layer weights left, against epoch."""
   plt = report.setup_matplotlib()
-  datasets = list(dict.fromkeys(frame["dataset"]))
-  fig, axes = plt.subplots(2, len(datasets), figsize=(4.2 * len(datasets), 6.4), squeeze=False)
-  for j, ds in enumerate(datasets):
-    sub = frame[frame["dataset"] == ds]
+  order = list(DATASETS)
+  panels = sorted(dict.fromkeys(zip(frame["dataset"], frame["net"])), key=lambda p: (
+      order.index(p[0]) if p[0] in order else len(order), p[1] != "fc", p[1]))
+  fig, axes = plt.subplots(len(ROWS), len(panels), figsize=(3.6 * len(panels), 8.4),
+                           squeeze=False)
+  for j, (ds, net) in enumerate(panels):
+    sub = frame[(frame["dataset"] == ds) & (frame["net"] == net)]
     for i, lab in enumerate(dict.fromkeys(sub["label"])):
       line = sub[sub["label"] == lab]
-      for row, what in ((0, "locality"), (1, "weights_left")):
-        stats = [(x,) + report.t_interval(g[what]) for x, g in line.groupby("epoch")]
-        x = np.array([s[0] for s in stats])
-        mean = np.array([s[1] for s in stats])
-        half = np.nan_to_num(np.array([s[2] for s in stats]))
+      name = lab.split(", ", 2 if net != "fc" else 1)[-1] + (
+          " (shuffled, un-permuted)" if "shuffled" in lab else "")
+      for row, (what, _) in enumerate(ROWS):
+        points = line.dropna(subset=[what])
+        stats = [(x,) + report.t_interval(g[what]) for x, g in points.groupby("epoch")]
+        if not stats:
+          continue
+        x, mean, half = (np.array([s[k] for s in stats]) for k in range(3))
         ax = axes[row][j]
-        ax.plot(x, mean, marker="o", ms=2.5, color=f"C{i}", label=lab.split(", ", 1)[-1]
-                + (" (shuffled, un-permuted)" if "shuffled" in lab else ""))
-        ax.fill_between(x, mean - half, mean + half, color=f"C{i}", alpha=0.2)
+        ax.plot(x, mean, marker="o", ms=2.5, color=f"C{i % 10}", label=name,
+                ls="-" if i < 10 else "--")
+        ax.fill_between(x, mean - np.nan_to_num(half), mean + np.nan_to_num(half),
+                        color=f"C{i % 10}", alpha=0.2)
         if what == "locality":
           chance = line.groupby("epoch")["chance"].mean()
-          ax.plot(chance.index, chance.values, ls=":", color=f"C{i}", lw=1)
-    axes[0][j].axhline(reference, color="k", lw=0.8, ls="--", label="3x3 conv's dense form")
-    axes[0][j].set_title(f"{DATASETS.get(ds, ds)}: first-layer locality (dotted: chance)",
+          ax.plot(chance.index, chance.values, ls=":", color=f"C{i % 10}", lw=1)
+    axes[1][j].axhline(reference, color="k", lw=0.8, ls="--")
+    axes[0][j].set_title(f"{DATASETS.get(ds, ds)}, {'784-512-10' if net == 'fc' else net}",
                          fontsize=9)
-    axes[0][j].set_ylabel(f"mass in the {locality.WINDOW}-window")
-    axes[1][j].set_ylabel("fraction of weights left")
-    axes[1][j].set_yscale("log")
-    for row in (0, 1):
-      axes[row][j].set_xlabel("epoch")
+    for row, (what, ylabel) in enumerate(ROWS):
+      axes[row][j].set_ylabel(ylabel.format(w=locality.WINDOW), fontsize=8)
+      axes[row][j].set_xlabel("epoch", fontsize=8)
       axes[row][j].grid(alpha=0.3)
+    axes[2][j].set_yscale("log")
     axes[0][j].legend(fontsize=6)
-  fig.suptitle("Dense first layer over training (mean, 95% CI over seeds)", fontsize=10)
+  fig.suptitle("Dense nets over training (mean, 95% CI over seeds; row 2 dotted: chance, "
+               "dashed: a 3x3 conv's dense form)", fontsize=10)
   report.save_figure(fig, path)
 
 

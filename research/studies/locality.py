@@ -137,7 +137,8 @@ def conv_reference(window: int = locality.WINDOW) -> float:
 
 
 def curves(rows: list[dict]):
-  """A frame (condition, label, dataset, seed, epoch, locality, chance, weights_left)."""
+  """A frame (condition, label, dataset, net, seed, epoch, locality, chance, weights_left,
+  test_accuracy) of the dense nets' runs, one row per evaluation."""
   import pandas as pd
   out = []
   for r in rows:
@@ -148,11 +149,13 @@ def curves(rows: list[dict]):
     if not w:
       continue
     per_epoch = w[-1]["step"] / config["num_epochs"]
+    test = {m["step"]: m["accuracy"] for m in report.read_metrics(r["workdir"], "test")}
     for m in w:
       out.append({"condition": r["condition"], "label": label(d), "dataset": d["dataset"],
-                  "seed": r["seed"], "epoch": m["step"] / per_epoch,
+                  "net": d["net"], "seed": r["seed"], "epoch": m["step"] / per_epoch,
                   **{k: m.get(f"{k}/Dense_0", np.nan) for k in ("locality", "chance")},
-                  "weights_left": m.get("weights_left/Dense_0", np.nan)})
+                  "weights_left": m.get("weights_left/Dense_0", np.nan),
+                  "test_accuracy": test.get(m["step"], np.nan)})
   return pd.DataFrame(out)
 
 
