@@ -166,17 +166,19 @@ def fmt(c: dict, m: str, digits: int = 3) -> str:
   return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if not np.isnan(half) else "")
 
 
-def table(found: list[dict]) -> list[str]:
+def table(found: list[dict], budgets: dict) -> list[str]:
   lines = ["| condition | rate | n | test accuracy % | weights left (first layer) | "
            "locality (7x7) | chance | locality − chance | centred 7x7 | its chance | "
-           "rf size (90%) | chance rf |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "rf size (90%) | chance rf | budget | under-trained? |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for c in found:
+    budget, mark = studies.budget_cells(budgets, c["sweep_model"], c["condition"])
     acc = report.fmt_interval(c["test_accuracy"], c["test_accuracy_ci95"])
     lines.append(f"| {c['label']}{' (un-permuted)' if c['shuffled'] else ''} | "
                  f"{c['learning_rate']:g} | {c['n']} | {acc} "
                  f"| {fmt(c, 'weights_left', 4)} | {fmt(c, 'locality')} | {fmt(c, 'chance')} | "
                  f"{fmt(c, 'excess')} | {fmt(c, 'centred')} | {fmt(c, 'chance_centred')} | "
-                 f"{fmt(c, 'rf', 1)} | {fmt(c, 'chance_rf', 1)} |")
+                 f"{fmt(c, 'rf', 1)} | {fmt(c, 'chance_rf', 1)} | {budget} | {mark} |")
   return lines
 
 
@@ -209,6 +211,23 @@ def others(found: list[dict]) -> str:
       " (S-FC and D-FC: the paper's fully connected counterparts of its shallow and deep conv "
       "nets at width factor α, on 28x28 instead of 32x32; the CNN, the LCN and the 1-D CNN are "
       "not measured for locality)" + (", and Adam in place of SGD" if adam else "") + ".")
+
+
+def compute(trained: list[dict], searched: list[dict], runs_dir: str) -> str:
+  """The study's compute: its runs' training time summed, the rate search's other candidates
+  beside it, and the CPUs that trained them."""
+  own = {os.path.basename(os.path.normpath(r["workdir"])) for r in trained}
+  extra = [r["workdir"] for r in searched if r["workdir"] not in own]
+  seconds = sum(float(r.get("train_seconds") or 0) for r in trained)
+  for name in extra:
+    path = os.path.join(runs_dir, name, "results.json")
+    if os.path.isfile(path):
+      with open(path) as f:
+        seconds += float(json.load(f).get("train_seconds") or 0)
+  return (f"Compute: {len(trained)} runs" + (f" and {len(extra)} other rate-search candidates"
+                                             if extra else "") +
+          f", {seconds / 3600:.1f} h of training summed (evaluation and the locality measures "
+          f"each epoch not counted), on {studies.cpus(trained)}.")
 
 
 def rates_text(found: list[dict], searched: bool) -> str:
@@ -286,7 +305,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "layer onto the original grid. The maximum, a 3x3 conv's exact dense form measured the "
       f"same way: {reference:.3f}. Intervals: 95% Student t over seeds (locality − chance: of "
       "the per-seed differences).", "",
-      *table(found), "",
+      *table(found, studies.cell_budgets(trained)), "",
+      compute(trained, spec.get("lr_search_rows", []), result.runner.runs_dir), "",
       "Next to the calibration point (measured outside the project; epochs differ where the "
       "grid's equal budget is shorter):", "",
       *calibration_table(found), "",
