@@ -69,6 +69,8 @@ FIELDS = {
     "lasso_lambda": Field(1e-4, "beta_lasso's L1 coefficient λ", "nonnegative"),
     "lasso_beta": Field(50.0, "beta_lasso's threshold factor β: weights with |w| < β·λ are "
                         "zeroed each step", "nonnegative"),
+    "rnn_hidden": Field(6, "hidden units of the gru model's cell", "positive_int"),
+    "rnn_bidirectional": Field(True, "the gru model reads its sequence both ways", "bool"),
     "fc_alpha": Field(4, "width factor α of the paper's fully connected nets s_fc, d_fc "
                       "(Neyshabur 2020)", "positive_int"),
     "learning_rate": Field(1e-3, "peak learning rate", "positive"),

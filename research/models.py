@@ -208,6 +208,22 @@ class Conv1DNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 
+class GRUNet(nn.Module):
+  """A GRU read along the flattened input (one value a step), its outputs at every step
+  concatenated, then the classifier: MNIST-1D's GRU baseline (Greydanus 2020: hidden 6, both
+  directions; flax's GRUCell has 4 of the 6 PyTorch bias vectors)."""
+  hidden: int = 6
+  bidirectional: bool = True
+  num_classes: int = 10
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape((x.shape[0], -1, 1)).astype(self.dtype)
+    rnn = lambda name: nn.RNN(nn.GRUCell(self.hidden, dtype=self.dtype), name=name)
+    h = (nn.Bidirectional(rnn("forward"), rnn("backward"))(x) if self.bidirectional
+         else rnn("forward")(x))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(h.reshape((h.shape[0], -1)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +314,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn1d": lambda config, num_classes, dtype, block: Conv1DNet(
         features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
         pool=config.cnn_pool, num_classes=num_classes, dtype=dtype),
+    "gru": lambda config, num_classes, dtype, block: GRUNet(
+        hidden=config.rnn_hidden, bidirectional=config.rnn_bidirectional,
+        num_classes=num_classes, dtype=dtype),
     # Dense nets whose runs log their first layer's locality (FC; research/locality.py).
     "fc": _fc(lambda config: config.mlp_hidden),
     "s_fc": _fc(lambda config: s_fc_widths(config.fc_alpha)),

@@ -39,6 +39,21 @@ def test_output_shapes(name):
   assert model.apply({"params": _params(model)}, x).shape == (3, 10)
 
 
+def test_mnist1d_gru_reads_both_ways():
+  """configs/mnist1d.py:gru: the paper's GRUBase shape (6 units each way, every step's outputs
+  to the classifier: 480 -> 10), with flax's 4 bias vectors a cell."""
+  from configs import mnist1d
+  model = models.create_model(mnist1d.get_config("gru"), 10)
+  p = _params(model, (40,))
+  assert models.count_params(p) == 2 * (3 * (1 * 6 + 6 * 6) + 4 * 6) + 480 * 10 + 10
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 40))
+  out = model.apply({"params": p}, x)
+  assert out.shape == (2, 10) and np.isfinite(np.asarray(out)).all()
+  one_way = models.GRUNet(bidirectional=False)
+  q = one_way.init(jax.random.PRNGKey(0), x)["params"]
+  assert models.count_params(q) == 3 * (1 * 6 + 6 * 6) + 4 * 6 + 240 * 10 + 10
+
+
 def test_reshape_pool_equals_flax_max_pool():
   x = jax.random.normal(jax.random.PRNGKey(2), (4, 11, 13, 5))  # odd sizes: tails dropped
   ours = models.max_pool(x, 2)

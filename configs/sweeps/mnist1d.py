@@ -1,8 +1,9 @@
 """MNIST-1D with its paper's models and recipe (configs/mnist1d.py), on the default dataset and
-on one fixed shuffle of the 40 positions (train and test, retrained): MLP and 1-D CNN x 5 seeds.
+on one fixed shuffle of the 40 positions (train and test, retrained): MLP, 1-D CNN and GRU x 5
+seeds.
 
 The rate is the paper's (Adam 1e-2, constant), not chosen on a validation split: the study asks
-whether this project reproduces the paper's table (MLP ~68%, CNN ~94%) within 3 pp.
+whether this project reproduces the paper's table (MLP ~68%, CNN ~94%, GRU ~91%) within 3 pp.
 
   python -m research.studies mnist1d --output_dir docs/studies/mnist1d --runs_dir runs/mnist1d \
       --executor=inline

@@ -1,6 +1,6 @@
 """MNIST-1D with its paper's models and recipe (Greydanus 2020), beside the paper's table.
 
-MLP and 1-D CNN (configs/mnist1d.py) x {MNIST-1D, one fixed shuffle of its 40 positions} x 5
+MLP, 1-D CNN and GRU (configs/mnist1d.py) x {MNIST-1D, one fixed shuffle of its 40 positions} x 5
 seeds (configs/sweeps/mnist1d.py), the paper's optimizer, rate, batch and steps. Writes
 results.csv, results.md, summary.json, runs.jsonl and mnist1d_curves.png into --output_dir.
 
@@ -13,7 +13,7 @@ import os
 from research import studies
 from research.sweeps import report
 
-PAPER_NAMES = {"mlp": "MLP", "cnn": "CNN"}
+PAPER_NAMES = {"mlp": "MLP", "cnn": "CNN", "gru": "GRU"}
 WITHIN = 0.03  # reproduced: the mean within 3 pp of the paper's
 
 
@@ -79,7 +79,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            "not; the paper's CNN has kernels 5, 3, 3 with stride 2 and padding 1 and no "
            "pooling (40 -> 19 -> 10 -> 5, then Dense 125 -> 10: 5,210 parameters), this cnn1d "
            "has kernel 5 VALID convolutions each followed by a max pool of 2 "
-           f"({params.get('cnn', 0):,} parameters); flax's initializers instead of "
+           f"({params.get('cnn', 0):,} parameters); the paper's GRU (6 hidden units, both "
+           "directions) has 6 bias vectors per direction, flax's GRUCell 4 "
+           f"({params.get('gru', 0):,} parameters against 5,134); flax's initializers instead of "
            "PyTorch's; batches drawn from a reshuffled epoch instead of cycling in a fixed "
            "order.", "",
            "![learning curves](mnist1d_curves.png)"]
