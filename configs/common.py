@@ -69,6 +69,12 @@ FIELDS = {
     "lasso_lambda": Field(1e-4, "beta_lasso's L1 coefficient λ", "nonnegative"),
     "lasso_beta": Field(50.0, "beta_lasso's threshold factor β: weights with |w| < β·λ are "
                         "zeroed each step", "nonnegative"),
+    "mlp_residual": Field(False, "a hidden layer as wide as its input adds its output to it "
+                          "(MNIST-1D's MLP)", "bool"),
+    "cnn1d_kernels": Field((), "cnn1d: each conv's kernel (empty: cnn_kernel for all)", "widths"),
+    "cnn1d_stride": Field(1, "cnn1d: every conv's stride", "positive_int"),
+    "cnn1d_padding": Field(0, "cnn1d: zeros at both ends of every conv's input (0: VALID)",
+                           "nonnegative_int"),
     "rnn_hidden": Field(6, "hidden units of the gru model's cell", "positive_int"),
     "rnn_bidirectional": Field(True, "the gru model reads its sequence both ways", "bool"),
     "fc_alpha": Field(4, "width factor α of the paper's fully connected nets s_fc, d_fc "

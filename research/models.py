@@ -90,17 +90,21 @@ def dense_layer(block, features: int, dtype, name: str) -> nn.Module:
 
 
 class MLP(nn.Module):
-  """Dense layers on the flattened input; `block` (the machine's conv block) may compute them."""
+  """Dense layers on the flattened input; `block` (the machine's conv block) may compute them.
+  `residual`: a hidden layer as wide as its input adds its output to it, h + relu(W h + b)
+  (MNIST-1D's MLPBase)."""
   hidden: Sequence[int] = (128,)
   num_classes: int = 10
   block: Callable | None = None
   dtype: jnp.dtype = jnp.float32
+  residual: bool = False
 
   @nn.compact
   def __call__(self, x):
     x = x.reshape((x.shape[0], -1))
     for j, width in enumerate(self.hidden):
-      x = nn.relu(dense_layer(self.block, width, self.dtype, f"Dense_{j}")(x))
+      h = nn.relu(dense_layer(self.block, width, self.dtype, f"Dense_{j}")(x))
+      x = x + h if self.residual and j > 0 and x.shape[-1] == width else h
     return dense_layer(self.block, self.num_classes, self.dtype, f"Dense_{len(self.hidden)}")(x)
 
 
@@ -184,22 +188,29 @@ class CNN(nn.Module):
 
 
 class Conv1DNet(nn.Module):
-  """Conv1D (VALID) -> relu -> max pool blocks over the flattened features, then the classifier.
+  """Conv1D -> relu -> max pool blocks over the flattened features, then the classifier.
 
   For data without spatial structure (tabular): the input [N, ...] is read as a sequence of
-  its flattened values, one channel, so the kernel slides over neighbouring columns.
+  its flattened values, one channel, so the kernel slides over neighbouring columns. Each conv
+  has `kernel_size` (or its entry of `kernels`), `stride` and `padding` zeros at both ends
+  (0: VALID); pool 1: no pooling (MNIST-1D's ConvBase: kernels 5, 3, 3, stride 2, padding 1).
   """
   features: Sequence[int] = (16, 32)
   kernel_size: int = 3
   pool: int = 2
   num_classes: int = 2
   dtype: jnp.dtype = jnp.float32
+  kernels: Sequence[int] = ()
+  stride: int = 1
+  padding: int = 0
 
   @nn.compact
   def __call__(self, x):
     x = x.reshape((x.shape[0], -1, 1))
-    for width in self.features:
-      x = nn.relu(nn.Conv(width, (self.kernel_size,), padding="VALID", dtype=self.dtype)(x))
+    kernels = tuple(self.kernels) or (self.kernel_size,) * len(self.features)
+    for width, k in zip(self.features, kernels):
+      x = nn.relu(nn.Conv(width, (k,), strides=(self.stride,),
+                          padding=[(self.padding, self.padding)], dtype=self.dtype)(x))
       if self.pool > 1:
         n, length, c = x.shape
         x = x[:, :length // self.pool * self.pool].reshape(n, length // self.pool, self.pool, c)
@@ -305,7 +316,8 @@ def _cnn(config, num_classes, dtype, block, global_pool=False):
 # name -> builder(config, num_classes, dtype, block): the model of `config.model`.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": lambda config, num_classes, dtype, block: MLP(
-        hidden=tuple(config.mlp_hidden), num_classes=num_classes, block=block, dtype=dtype),
+        hidden=tuple(config.mlp_hidden), num_classes=num_classes, block=block, dtype=dtype,
+        residual=config.mlp_residual),
     "cnn": _cnn,
     "cnn_gap": lambda config, num_classes, dtype, block: _cnn(config, num_classes, dtype, block,
                                                               global_pool=True),
@@ -313,7 +325,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fcn": lambda config, num_classes, dtype, block: _cnn(config, num_classes, dtype, DENSE),
     "cnn1d": lambda config, num_classes, dtype, block: Conv1DNet(
         features=tuple(config.cnn_features), kernel_size=config.cnn_kernel,
-        pool=config.cnn_pool, num_classes=num_classes, dtype=dtype),
+        pool=config.cnn_pool, num_classes=num_classes, dtype=dtype,
+        kernels=tuple(config.cnn1d_kernels), stride=config.cnn1d_stride,
+        padding=config.cnn1d_padding),
     "gru": lambda config, num_classes, dtype, block: GRUNet(
         hidden=config.rnn_hidden, bidirectional=config.rnn_bidirectional,
         num_classes=num_classes, dtype=dtype),
@@ -328,6 +342,10 @@ def check_config(config) -> None:
   """Raises UserError for a model name the registry does not know."""
   if config.model not in MODELS:
     raise UserError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
+  kernels = tuple(config.get("cnn1d_kernels", ()))
+  if config.model == "cnn1d" and kernels and len(kernels) != len(config.cnn_features):
+    raise UserError(f"cnn1d_kernels {kernels} needs one kernel per conv of cnn_features "
+                    f"{tuple(config.cnn_features)}")
 
 
 def check_input(config, image_shape) -> None:

@@ -39,6 +39,29 @@ def test_output_shapes(name):
   assert model.apply({"params": _params(model)}, x).shape == (3, 10)
 
 
+def test_mnist1d_models_have_the_papers_shapes():
+  """configs/mnist1d.py's MLP and CNN: the repository's MLPBase (100 -> 100 residual -> 10:
+  15,210 parameters) and ConvBase (kernels 5, 3, 3, stride 2, padding 1: 40 -> 19 -> 10 -> 5,
+  then 125 -> 10: 5,210)."""
+  from configs import mnist1d
+  x = jax.random.normal(jax.random.PRNGKey(4), (3, 40))
+  mlp = models.create_model(mnist1d.get_config("mlp"), 10)
+  p = _params(mlp, (40,))
+  assert models.count_params(p) == 15_210
+  # The residual: the second layer's output is added to its input.
+  h = jax.nn.relu(x @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
+  h = h + jax.nn.relu(h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"])
+  want = h @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"]
+  np.testing.assert_allclose(mlp.apply({"params": p}, x), want, rtol=1e-5, atol=1e-5)
+  cnn = models.create_model(mnist1d.get_config("cnn"), 10)
+  q = _params(cnn, (40,))
+  assert models.count_params(q) == 5_210 and q["Dense_0"]["kernel"].shape == (125, 10)
+  bad = mnist1d.get_config("cnn")
+  bad.cnn1d_kernels = (5, 3)
+  with pytest.raises(UserError, match="one kernel per conv"):
+    models.check_config(bad)
+
+
 def test_mnist1d_gru_reads_both_ways():
   """configs/mnist1d.py:gru: the paper's GRUBase shape (6 units each way, every step's outputs
   to the classifier: 480 -> 10), with flax's 4 bias vectors a cell."""
