@@ -326,9 +326,11 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
 
 
 def _cell(summary: dict, dataset: str, optimizer: str, shuffled: bool, lam=None):
+  """The 784-512-10 net's cell at the dataset's usual epochs (not the calibration's 30)."""
   for c in summary["cells"]:
     if (c.get("model", "fc"), c["dataset"], c["optimizer"], c["shuffled"]) == (
-        "fc", dataset, optimizer, shuffled) and (lam is None or c["lam"] == lam):
+        "fc", dataset, optimizer, shuffled) and (lam is None or c["lam"] == lam) and (
+        c.get("epochs", usual_epochs(dataset)) == usual_epochs(dataset)):
       return c
   return None
 
