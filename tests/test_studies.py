@@ -454,6 +454,10 @@ def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   assert ("retrained on shuffled pixels it does not collapse (-2.00 pp [-2.23, -1.77] on MNIST, "
           "still 97.00%; the MLP +0.00 pp, n.s.), and neither model is translation invariant (at "
           "a 4 px test shift the CNN keeps 60.0%, the MLP 30.0%)." in answer)
+  assert ("trained with β-LASSO (Neyshabur 2020, λ = 0.0004), the first-layer units of a "
+          "784-512-10 MLP keep 0.42 (0.17 by chance) of their weight mass in a 7x7 window of the "
+          "image, and trained on shuffled pixels, then un-permuted, 0.42 (0.16 by chance)"
+          in answer)
   # A wider spread of the MLP's shuffled runs (same mean) no longer shows that it "barely
   # changes" (TOST fails), nor shows a change.
   _write_study_files(tmp_path, mlp_shuffle_spread=10.0)
