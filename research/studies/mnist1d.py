@@ -1,7 +1,7 @@
 """MNIST-1D with its paper's models and recipe (Greydanus 2020), beside the paper's table.
 
-MLP, 1-D CNN and GRU (configs/mnist1d.py) x {MNIST-1D, one fixed shuffle of its 40 positions} x 5
-seeds (configs/sweeps/mnist1d.py), the paper's optimizer, rate, batch and steps. Writes
+MLP, 1-D CNN and GRU (configs/mnist1d.py) x {MNIST-1D, a shuffle of its 40 positions drawn per
+seed} x 5 seeds (configs/sweeps/mnist1d.py), the paper's optimizer, rate, batch and steps. Writes
 results.csv, results.md, summary.json, runs.jsonl and mnist1d_curves.png into --output_dir.
 
   python -m research.studies mnist1d --output_dir docs/studies/mnist1d --runs_dir runs/mnist1d \
@@ -70,8 +70,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            f"{sorted(set(frame['seed']))}; test accuracy on the 1,000 test sequences at the end "
            f"of training. Parameters: " + ", ".join(f"{m} {p:,}" for m, p in params.items()) +
            f". Training time of all runs: {hours * 60:.1f} min (train seconds summed) on "
-           f"{studies.cpus(rows)}, shared with other jobs. 'MNIST-1D shuffled': one fixed "
-           "permutation of the 40 positions (permutation_seed 0), train and test, retrained.", "",
+           f"{studies.cpus(rows)}, shared with other jobs. 'MNIST-1D shuffled': a permutation "
+           "of the 40 positions drawn per seed (permutation_seed = seed, so the intervals "
+           "cover the draw), train and test, retrained.", "",
            f"The paper's numbers: {paper['source']}.", "",
            *paper_table(agg, budgets, paper), "",
            "What differs from the paper (configs/mnist1d.py): the models are the "
