@@ -359,7 +359,8 @@ def check_input(config, image_shape) -> None:
     h, w = h - k + 1, w - k + 1  # VALID, stride 1: what the configs build
     if min(h, w) < 1 or min(h, w) // config.cnn_pool < 1:
       shape = "x".join(map(str, image_shape))
-      hint = " (a sequence: model 'cnn1d' convolves along it)" if 1 in tuple(image_shape)[:2] else ""
+      hint = (" (a sequence: model 'cnn1d' convolves along it)" if 1 in tuple(image_shape)[:2]
+              else "")
       raise UserError(f"model {config.model!r} does not fit {config.dataset}'s {shape} inputs"
                       f"{hint}: its layer {i} ({k}x{k} conv, then pool {config.cnn_pool}) "
                       f"needs a larger map; use fewer cnn_features or a smaller cnn_kernel")

@@ -31,7 +31,8 @@ DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "mnist1d": "MNIS
 MEASURES = ("locality", "chance", "centred", "chance_centred", "rf", "chance_rf", "weights_left")
 
 
-DENSE_NETS = {"fc": "784-512-10", "s_fc": "S-FC", "d_fc": "D-FC"}  # models with a measured first layer
+# The models whose first layer is measured.
+DENSE_NETS = {"fc": "784-512-10", "s_fc": "S-FC", "d_fc": "D-FC"}
 
 
 def describe(config: dict) -> dict:
@@ -40,7 +41,8 @@ def describe(config: dict) -> dict:
   model = config.get("model", "fc")
   net = {"fc": "fc", "s_fc": f"S-FC α={config.get('fc_alpha')}",
          "d_fc": f"D-FC α={config.get('fc_alpha')}"}.get(model, model.upper())
-  return {"model": model, "net": net, "dataset": config["dataset"], "optimizer": config["optimizer"],
+  return {"model": model, "net": net, "dataset": config["dataset"],
+          "optimizer": config["optimizer"],
           "lam": float(config["lasso_lambda"]) if bl else None,
           "learning_rate": float(config["learning_rate"]),
           "shuffled": config["pixel_permutation"] == "train_test",
@@ -301,9 +303,9 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "training data (MNIST's never-varying border keeps its weights in place), so the chance "
       "level has the unit's sparsity. 'Centred 7x7': the window centred on the rounded "
       "centroid (cut by the edge), the calibration point's definition, which the best window "
-      "bounds from above. Dead units (all weights zero) are left out. Shuffled cells are measured after un-permuting the first "
-      "layer onto the original grid. The maximum, a 3x3 conv's exact dense form measured the "
-      f"same way: {reference:.3f}. Intervals: 95% Student t over seeds (locality − chance: of "
+      "bounds from above. Dead units (all weights zero) are left out. Shuffled cells are "
+      "measured after un-permuting the first layer onto the original grid. The maximum, a "
+      f"3x3 conv's exact dense form measured the same way: {reference:.3f}. Intervals: 95% Student t over seeds (locality − chance: of "
       "the per-seed differences).", "",
       *table(found, studies.cell_budgets(trained)), "",
       compute(trained, spec.get("lr_search_rows", []), result.runner.runs_dir), "",
@@ -363,7 +365,8 @@ def claims(results) -> list[Claim]:
   def line(name, c):
     if c is None:
       return f"{name}: not run."
-    return (f"{name} (rate {c['learning_rate']:g}): "
+    rate = f" (rate {c['learning_rate']:g})" if "learning_rate" in c else ""
+    return (f"{name}{rate}: "
             f"{pct(c['test_accuracy'], c['test_accuracy_ci95'])}, "
             f"{100 * c['weights_left']:.1f}% of first-layer weights left, locality "
             f"{fmt(c, 'locality')} vs chance {fmt(c, 'chance')} (n={c['n']})")
