@@ -41,6 +41,22 @@ def test_grid_helpers_and_run_names():
   assert cifar[0].config().dataset == "cifar10"
 
 
+def test_rethinking_draws_vary_with_the_seed_when_asked():
+  """configs/sweeps/rethinking.py:drawn: each run's subset, labels and pixel draws follow its
+  seed; without it every run draws with seed 0 (the committed study's protocol)."""
+  path = os.path.join(ROOT, "configs/sweeps/rethinking.py")
+  fixed = grid.expand(grid.load_sweep(path))
+  drawn = grid.expand(grid.load_sweep(path + ":drawn"))
+  assert {r.config().transform_seed for r in fixed} == {0}
+  for run in drawn:
+    config = run.config()
+    assert config.transform_seed == run.seed
+    assert config.permutation_seed == (run.seed if run.condition == "shuffled pixels" else 0)
+  assert not {r.name for r in drawn if r.seed} & {r.name for r in fixed}
+  with pytest.raises(ValueError, match="unknown keys"):
+    grid.load_sweep(path + ":drawn,cifar")
+
+
 def test_unknown_override_is_an_error():
   spec = grid.load_sweep(os.path.join(ROOT, "configs/sweeps/tabular.py"))
   run = grid.expand(spec, {"learning_rat": 0.1})[0]

@@ -9,6 +9,13 @@ study has no validation score to choose by), the same five seeds. The MLP is wid
 seed's (512 hidden units) so it can memorize within the budget.
 
   python -m research.studies rethinking --output_dir docs/studies/rethinking
+  --sweep=configs/sweeps/rethinking.py:ARG, ARG a comma list of
+  quick   a short version for tests (the MLP only, 300 steps)
+  mlp     the MLP's part alone (the CNN's is the slow one)
+  drawn   every data draw varied with the seed, so that the intervals cover it: the training
+          subset, the random labels, the per-image pixel permutations and the Gaussian images
+          (transform_seed = seed), and the shuffled pixels' permutation (permutation_seed =
+          seed); without it every draw is seed 0's
 """
 
 CONDITIONS = {
@@ -20,8 +27,16 @@ CONDITIONS = {
 }
 
 
+DRAWS = {c: ["transform_seed"] + (["permutation_seed"] if "pixel_permutation" in o else [])
+         for c, o in CONDITIONS.items()}
+
+
 def get_sweep(arg=None):
-  quick = arg == "quick"
+  keys = [k for k in (arg or "").split(",") if k]
+  if set(keys) - {"quick", "mlp", "drawn"}:
+    raise ValueError(f"unknown keys {sorted(set(keys) - {'quick', 'mlp', 'drawn'})}; choose "
+                     "quick, mlp and/or drawn")
+  quick = "quick" in keys
   return {
       "base": {"mlp": "configs.mnist_mlp", "cnn": "configs.mnist_cnn"},
       "common": {"parallelism": "single", "eval_train": True, "lr_schedule": "constant",
@@ -34,10 +49,10 @@ def get_sweep(arg=None):
           "cnn": {"model": "cnn"},
       },
       "conditions": CONDITIONS,
-      # ':mlp' runs the MLP's part alone (the CNN's is the slow one).
       "grid": [{"model": m, "condition": c}
-               for m in (("mlp",) if arg in ("quick", "mlp") else ("mlp", "cnn"))
+               for m in (("mlp",) if quick or "mlp" in keys else ("mlp", "cnn"))
                for c in CONDITIONS],
       "seeds": [0, 1, 2, 3, 4],
+      **({"seeded_draws": DRAWS} if "drawn" in keys else {}),
       "resources": {"num_cpus": 1},
   }

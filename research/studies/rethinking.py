@@ -82,8 +82,12 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            f"{common['batch_size']}, Adam {common['learning_rate']:g} (constant); seeds per model "
            f"{frame.groupby('model', sort=False)['seed'].nunique().to_dict()}. Train "
            "accuracy/loss: the final params on the whole (corrupted) training subset; test: the "
-           "full clean test set (for random labels the test labels are the true ones). Mean ± "
-           "95% t interval over seeds.", "",
+           "full clean test set (for random labels the test labels are the true ones). " +
+           ("Every data draw (the subset, the random labels, the pixel permutations, the "
+            "Gaussian images) varies with the seed, so the intervals cover it. "
+            if spec.get("seeded_draws") else "Every data draw is seed 0's (the same subset, "
+            "labels and permutations in every run): the intervals cover training noise only. ") +
+           "Mean ± 95% t interval over seeds.", "",
            report.markdown_table(agg, metrics=("train_accuracy", "train_loss", "test_accuracy"),
                                 labels={"train_loss": "train loss (nats)"}, spread="ci95",
                                 more=studies.budget_columns(studies.cell_budgets(rows))), ""]
