@@ -66,13 +66,18 @@ def test_unknown_override_is_an_error():
 
 def test_rates_searched_per_condition_and_extended_past_an_end():
   """learning_rates as {condition: [...]}: only those conditions' cells are searched, each from
-  its own candidates, the best at an end earns one more rate; the others keep their rate."""
+  its own candidates, the best at an end earns one more rate; a condition that follows a twin
+  takes the twin's rate; the others keep their rate."""
   from research.sweeps import lr_search
   spec = grid.load_sweep(os.path.join(ROOT, "configs/sweeps/locality.py:long"))
   spec["conditions"]["adam"] = {"dataset": "mnist", "optimizer": "adam", "learning_rate": 1e-3}
-  spec["grid"] = spec["grid"] + [{"model": "fc512", "condition": "adam"}]
+  spec["conditions"]["adam shuffled"] = {**spec["conditions"]["adam"],
+                                         "pixel_permutation": "train_test"}
+  spec["grid"] = spec["grid"] + [{"model": "fc512", "condition": "adam"},
+                                 {"model": "fc512", "condition": "adam shuffled"}]
   spec["lr_search"] = {"learning_rates": {"mnist-sgd-30": [0.02, 0.05, 0.1],
-                                          "adam": [3e-4, 1e-3, 3e-3]}, "seed": 0, "extend": 1}
+                                          "adam": [3e-4, 1e-3, 3e-3]}, "seed": 0, "extend": 1,
+                       "follow": {"adam shuffled": "adam"}}
   best = {"mnist-sgd-30": 0.1, "adam": 1e-3}  # the validation peak of each condition
   ran = []
 
@@ -89,6 +94,7 @@ def test_rates_searched_per_condition_and_extended_past_an_end():
   assert mco[("fc512", "mnist-sgd-30")] == {"learning_rate": 0.1}
   assert mco[("fc512", "adam")] == {"learning_rate": 1e-3}
   assert ("fc512", "mnist-bl0.001-30") not in mco  # not named: its own 0.05, no search runs
+  assert mco[("fc512", "adam shuffled")] == {"learning_rate": 1e-3}  # its twin's, not searched
   assert {r["condition"] for r in new["lr_search_rows"]} == {"adam", "mnist-sgd-30"}
   # The candidate at a cell's own rate is the cell's seed-0 run: trained once, not twice.
   own = [r for r in grid.expand(new, {}, [0]) if r.condition == "adam"]

@@ -7,7 +7,8 @@ seed MLP's layers, wider; it logs its first layer's locality at each evaluation)
 SGD with momentum 0.9, batch 128, constant rate, β = 50, the rate chosen per cell on the
 validation split (seed 0) among 0.02, 0.05 and 0.1 around the calibration point's 0.05 (Adam:
 3e-4, 1e-3, 3e-3), one step further where the best is at an end (the calibration point's
-30-epoch cells keep its 0.05), the same epochs within a dataset (MNIST and Fashion-MNIST 10, MNIST-1D
+30-epoch cells keep its 0.05; a shuffled cell takes the rate chosen for its twin on the
+original pixels), the same epochs within a dataset (MNIST and Fashion-MNIST 10, MNIST-1D
 100: its 3,500 training sequences make 27 steps an epoch), a 5,000-image validation split held
 out of the training set (500 sequences for MNIST-1D) on which λ is chosen by the study. One fixed
 pixel permutation (permutation_seed 0).
@@ -23,7 +24,8 @@ pixel permutation (permutation_seed 0).
              budget: its accuracy beside the dense nets')
   fashion_sfc  the same on Fashion-MNIST
   dfc        MNIST: the paper's D-FC at α = 1 (1,247,650 params) with SGD and β-LASSO λ = 4e-4
-  long       MNIST: the calibration point's 30-epoch cells (SGD; β-LASSO λ = 1e-3)
+  long       MNIST: the calibration point's 30-epoch cells (SGD; β-LASSO λ = 1e-3), and β-LASSO
+             λ = 4e-4 on original and shuffled pixels at 30 epochs (where 10 do not plateau)
   conv1d     MNIST-1D: the 1-D CNN of configs/sweeps/harder.py with SGD (its accuracy beside
              the dense net's)
   lcn        MNIST and Fashion-MNIST: the LCN (the seed CNN's layout without weight sharing)
@@ -82,7 +84,9 @@ PARTS = {
     },
     "dfc": {"mnist-sgd": {**MNIST, **SGD}, "mnist-bl0.0004": {**MNIST, **_bl(4e-4)}},
     "long": {"mnist-sgd-30": {**MNIST, **SGD, "num_epochs": LONG},
-             "mnist-bl0.001-30": {**MNIST, **_bl(1e-3), "num_epochs": LONG}},
+             "mnist-bl0.001-30": {**MNIST, **_bl(1e-3), "num_epochs": LONG},
+             "mnist-bl0.0004-30": {**MNIST, **_bl(4e-4), "num_epochs": LONG},
+             "mnist_shuffled-bl0.0004-30": {**MNIST, **SHUFFLED, **_bl(4e-4), "num_epochs": LONG}},
     "conv1d": {"mnist1d-sgd": {**MNIST1D, **SGD}},
     "lcn": {"mnist-sgd": {**MNIST, **SGD}, "fashion-sgd": {**FASHION, **SGD}},
 }
@@ -118,9 +122,12 @@ def get_sweep(arg=None):
                                              "mnist_shuffled-bl0.0004")}
     grid = [{"model": "fc512", "condition": c} for c in conditions]
   # Each cell's rate chosen on validation (seed 0) from its optimizer's candidates, but the
-  # calibration point's 30-epoch cells keep its rate 0.05.
+  # calibration point's 30-epoch cells keep its rate 0.05, and a shuffled cell takes the rate
+  # of its twin on original pixels (the same problem from a permuted init: tests/test_locality.py).
+  follow = {name: name.replace("_shuffled", "") for name, o in conditions.items()
+            if o.get("pixel_permutation") == "train_test"}
   rates = {name: ADAM_RATES if o.get("optimizer") == "adam" else SGD_RATES
-           for name, o in conditions.items() if o.get("num_epochs") != LONG}
+           for name, o in conditions.items() if o.get("num_epochs") != LONG and name not in follow}
   common = {"parallelism": "single", "batch_size": 128, "learning_rate": 0.05, "momentum": 0.9,
             "lr_schedule": "constant", "num_epochs": EPOCHS, "validation_size": 5000,
             "lasso_beta": 50.0, "eval_every_epochs": 1, "eval_train": False,
@@ -135,7 +142,7 @@ def get_sweep(arg=None):
       "conditions": conditions,
       "grid": grid,
       "seeds": [0] if quick else [0, 1, 2, 3, 4],
-      **({"lr_search": {"learning_rates": rates, "seed": 0, "extend": 1}} if rates and not quick
-         else {}),
+      **({"lr_search": {"learning_rates": rates, "seed": 0, "extend": 1, "follow": follow}}
+         if rates and not quick else {}),
       "resources": {"num_cpus": 1},
   }

@@ -143,9 +143,10 @@ def locality_sentence(summary: dict | None) -> str:
   if len(found) < 2 or not all(c for _, c in found):
     return ""
   (_, bl), (_, shuf) = found
+  epochs = f" for {bl['epochs']} epochs" if "epochs" in bl else ""
   share = lambda c: f"{c['locality']:.2f} ({c['chance']:.2f} by chance)"
   return (f" A dense layer does not ignore the grid either: trained with β-LASSO (Neyshabur "
-          f"2020, λ = {bl['lam']:g}), the first-layer units of a 784-512-10 MLP keep "
+          f"2020, λ = {bl['lam']:g}){epochs}, the first-layer units of a 784-512-10 MLP keep "
           f"{share(bl)} of their weight mass in a 7x7 window of the image, and trained on "
           f"shuffled pixels, then un-permuted, {share(shuf)}: accuracy unchanged by a shuffle "
           f"does not show that Dense ignores spatial structure.")

@@ -9,7 +9,8 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
 
   spec["lr_search"] = {"learning_rates": [...ascending...], "seed": 0, "extend": 2}: every grid
   cell (or, with learning_rates = {condition: [...]}, every cell of those conditions: the others
-  keep the rate their overrides give) trains once per candidate (that seed, the cell's full budget) and keeps the rate with the
+  keep the rate their overrides give, or with "follow" = {condition: twin} take the rate
+  chosen for their model on the twin condition) trains once per candidate (that seed, the cell's full budget) and keeps the rate with the
   best final validation accuracy (ties: the smaller rate). A cell whose best rate is the largest
   (smallest) of its candidates gets the next rate beyond it (continuing the grid's pattern:
   3e-4, 1e-3, 3e-3 -> 1e-2 -> 3e-2), up to `extend` times, so the choice is bracketed rather
@@ -84,6 +85,12 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
   mco = {k: dict(v) for k, v in spec.get("model_condition_overrides", {}).items()}
   for key, lr in chosen.items():
     mco.setdefault(key, {})["learning_rate"] = lr
+  # A condition that follows another (search["follow"] = {condition: twin}) is not searched: each
+  # of its cells takes the rate chosen for the same model on the twin condition.
+  for model, condition in {(r.model, r.condition) for r in grid.expand(spec, overrides, [seed])}:
+    twin = search.get("follow", {}).get(condition)
+    if twin and (model, twin) in chosen:
+      mco.setdefault((model, condition), {})["learning_rate"] = chosen[model, twin]
   new["model_condition_overrides"] = mco
   new["lr_search_rows"] = table
   return new
