@@ -410,7 +410,9 @@ def _write_study_files(root, mlp_shuffle_spread=1.0):
                   "learning_rate": 0.05, "n": 5, "test_accuracy": 0.976,
                   "test_accuracy_ci95": 0.002, "weights_left": 0.05, "locality": 0.42,
                   "locality_ci95": 0.01, "chance": 0.42 - excess, "chance_ci95": 0.01,
-                  "excess": excess, "excess_ci95": 0.008, "excess_seeds": list(seeds)})
+                  "excess": excess, "excess_ci95": 0.008, "excess_seeds": list(seeds),
+                  **({"rate_how": "its twin's on original pixels, chosen on a validation "
+                                  "split"} if shuffled_ else {})})
   write("locality", rows, recs, {"cells": found, "chosen_lambda": {"mnist": 4e-4},
                                  "conv_reference": 1.0})
   os.makedirs(root / "rethinking", exist_ok=True)
@@ -450,6 +452,12 @@ def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   assert ("H0: the same on shuffled pixels, first layer un-permuted, is no more local than "
           "chance: mean locality − chance +0.260 over seeds; p = " in text)
   assert "Cells: fc512 5 seeds; 4,290 steps of batch 128 (10 epochs)" in text
+  # A study's summary may say how a cell's rate was set; else the validation split decides.
+  assert ("| locality | fc512 | mnist_shuffled-bl0.0004 | 5 | 4,290 steps of batch 128 (10 "
+          "epochs), adam cosine | 0.01 (its twin's on original pixels, chosen on a validation "
+          "split) |" in text)
+  assert ("| locality | fc512 | mnist-bl0.0004 | 5 | 4,290 steps of batch 128 (10 epochs), adam "
+          "cosine | 0.01 (chosen on a validation split) |" in text)
   assert "H0: the MLP and the CNN lose as much at a 4 px test shift (per-seed drops): +28.80 pp" in text
   # Every test line names its cells' seeds, budget and whether they plateaued.
   (line,) = [x for x in text.splitlines() if x.startswith("- H0: seed CNN = seed MLP on MNIST")]

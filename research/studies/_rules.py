@@ -360,11 +360,12 @@ def budget(config: dict, cell) -> str:
   return studies.budget(config, cell["steps"].iloc[0])
 
 
-def rate(config: dict, cell) -> str:
-  """The cell's learning rate and how it was set: chosen on a validation split or fixed."""
+def rate(config: dict, cell, how: str | None = None) -> str:
+  """The cell's learning rate and how it was set: as its study's summary says (`how`), else
+  chosen on a validation split where its runs had one, else fixed."""
   rates = ", ".join(f"{v:g}" for v in sorted(set(cell["learning_rate"])))
   chosen = config.get("validation_size", 0) > 0 and cell["validation_accuracy"].notna().all()
-  return f"{rates} ({'chosen on a validation split' if chosen else 'fixed'})"
+  return f"{rates} ({how or ('chosen on a validation split' if chosen else 'fixed')})"
 
 
 def protocol(results, cited=("harder", "shuffled", "translation")) -> str:

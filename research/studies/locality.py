@@ -272,9 +272,15 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   trained = [r for r in rows if r.get("status") not in ("eval", "failed")]
   found = cells(trained)
   budgets = studies.cell_budgets(trained)
-  for c in found:  # the verdict tests plateaued cells only (tested)
-    marker = budgets.get((c["sweep_model"], c["condition"]), {}).get("marker") or {}
+  searched = {(r["model"], r["condition"]) for r in spec.get("lr_search_rows", [])}
+  follow = spec.get("lr_search", {}).get("follow", {})
+  for c in found:  # the verdict tests plateaued cells only (tested), and says how rates were set
+    key = (c["sweep_model"], c["condition"])
+    marker = budgets.get(key, {}).get("marker") or {}
     c["under_trained"] = bool(marker.get("under_trained"))
+    c["rate_how"] = ("chosen on a validation split" if key in searched else
+                     "its twin's on original pixels, chosen on a validation split"
+                     if (key[0], follow.get(key[1])) in searched else "fixed")
   reference = conv_reference()
   frame = curves(trained)
   plots.plot_curves(frame, os.path.join(output_dir, "locality_curves.png"), reference)

@@ -98,13 +98,15 @@ class Results:
       curves = report.learning_curves(trained.to_dict("records"), "test", runs)
       markers = report.under_trained_cells(curves) if len(curves) else {}
       out = {}
+      how = {(c.get("sweep_model"), c.get("condition")): c["rate_how"]
+             for c in (self.optional_summary(study) or {}).get("cells", []) if "rate_how" in c}
       for (model, condition), cell in trained.groupby(["model", "condition"], sort=False):
         name = os.path.basename(os.path.normpath(cell["workdir"].iloc[0]))
         config = json.loads(runs[name]["config.json"]) if name in runs else {}
         mean, half = report.t_interval(cell["test_accuracy"])
         out[model, condition] = {"marker": markers.get((model, condition)), "n": len(cell),
                                  "mean": mean, "ci95": half, "budget": _rules.budget(config, cell),
-                                 "rate": _rules.rate(config, cell)}
+                                 "rate": _rules.rate(config, cell, how.get((model, condition)))}
       self._cache[study, "cells"] = out
     return self._cache[study, "cells"]
 
