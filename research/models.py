@@ -8,7 +8,9 @@ The seed models of `../shared/seeds/`:
   fcn    the cnn's layout with every conv computed as a Dense layer on the flattened feature map
          (the eFCN of d'Ascoli et al. 2019; research/equivalence.cnn_to_fcn maps a trained cnn
          onto it exactly)
-  cnn1d  a 1-D conv net over a flat vector (tabular data)
+  cnn1d  a 1-D conv net over a flat vector (tabular data, MNIST-1D; research/sequence_models.py)
+  gru    a GRU along a flat vector (MNIST-1D's GRU baseline; research/sequence_models.py)
+  fc, s_fc, d_fc  dense nets whose runs log their first layer's locality (FC below)
 
 conv ⊂ locally connected ⊂ dense: one CNN class, given its block (`CONV`, `LOCAL`, `DENSE`, or a
 CPU formulation from research/cpu) the way flax's ImageNet example is given `conv=nn.ConvLocal`.
@@ -24,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from research import UserError, equivalence
+from research.sequence_models import Conv1DNet, GRUNet
 
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
@@ -185,56 +188,6 @@ class CNN(nn.Module):
     for j, width in enumerate(self.dense):
       x = nn.relu(dense_layer(self.block, width, self.dtype, f"Dense_{j}")(x))
     return dense_layer(self.block, self.num_classes, self.dtype, f"Dense_{len(self.dense)}")(x)
-
-
-class Conv1DNet(nn.Module):
-  """Conv1D -> relu -> max pool blocks over the flattened features, then the classifier.
-
-  For data without spatial structure (tabular): the input [N, ...] is read as a sequence of
-  its flattened values, one channel, so the kernel slides over neighbouring columns. Each conv
-  has `kernel_size` (or its entry of `kernels`), `stride` and `padding` zeros at both ends
-  (0: VALID); pool 1: no pooling (MNIST-1D's ConvBase: kernels 5, 3, 3, stride 2, padding 1).
-  """
-  features: Sequence[int] = (16, 32)
-  kernel_size: int = 3
-  pool: int = 2
-  num_classes: int = 2
-  dtype: jnp.dtype = jnp.float32
-  kernels: Sequence[int] = ()
-  stride: int = 1
-  padding: int = 0
-
-  @nn.compact
-  def __call__(self, x):
-    x = x.reshape((x.shape[0], -1, 1))
-    kernels = tuple(self.kernels) or (self.kernel_size,) * len(self.features)
-    for width, k in zip(self.features, kernels):
-      x = nn.relu(nn.Conv(width, (k,), strides=(self.stride,),
-                          padding=[(self.padding, self.padding)], dtype=self.dtype)(x))
-      if self.pool > 1:
-        n, length, c = x.shape
-        x = x[:, :length // self.pool * self.pool].reshape(n, length // self.pool, self.pool, c)
-        x = x.max(axis=2)
-    x = x.reshape((x.shape[0], -1))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
-
-
-class GRUNet(nn.Module):
-  """A GRU read along the flattened input (one value a step), its outputs at every step
-  concatenated, then the classifier: MNIST-1D's GRU baseline (Greydanus 2020: hidden 6, both
-  directions; flax's GRUCell has 4 of the 6 PyTorch bias vectors)."""
-  hidden: int = 6
-  bidirectional: bool = True
-  num_classes: int = 10
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    x = x.reshape((x.shape[0], -1, 1)).astype(self.dtype)
-    rnn = lambda name: nn.RNN(nn.GRUCell(self.hidden, dtype=self.dtype), name=name)
-    h = (nn.Bidirectional(rnn("forward"), rnn("backward"))(x) if self.bidirectional
-         else rnn("forward")(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(h.reshape((h.shape[0], -1)))
 
 
 @dataclasses.dataclass(frozen=True)

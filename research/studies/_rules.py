@@ -92,30 +92,14 @@ def family(results) -> list[Test]:
                     stats.difference_test(acc(study, conv, condition),
                                           acc(study, "mlp", condition)),
                     [(study, conv, condition), (study, "mlp", condition)]))
-  out += locality_tests(results)
+  from research.studies import locality
+  out += locality.verdict_tests(results)
   conv, mlp = acc(t, "cnn1d", "original columns"), acc(t, "mlp", "original columns")
   cells = [(t, "cnn1d", "original columns"), (t, "mlp", "original columns")]
   out += [Test(8, "H0: |1-D CNN − MLP| on the table is at least the margin", "equivalence",
                stats.tost(conv, mlp, MARGINS[8]), cells),
           Test(8, "H0: 1-D CNN = MLP on the table", "difference",
                stats.difference_test(conv, mlp), cells)]
-  return out
-
-
-def locality_tests(results) -> list[Test]:
-  """The locality claim's tests (order 3.5), where the locality study ran: for each tested cell
-  (research/studies/locality.tested), H0 its first layer is no more local than its chance level
-  (one-sided t test of the per-seed locality − chance)."""
-  from research.studies import locality
-  s = results.optional_summary("locality")
-  out = []
-  for what, c in (locality.tested(s) if s else []):
-    if c is None or "excess_seeds" not in c:
-      continue
-    m = stats.mean_test(c["excess_seeds"], 0.0)
-    out.append(Test(3.5, f"H0: {what}, is no more local than chance", "threshold",
-                    {**m, "unit": "share", "p": m["p_above"]},
-                    [("locality", c["sweep_model"], c["condition"])]))
   return out
 
 

@@ -168,105 +168,10 @@ def fmt(c: dict, m: str, digits: int = 3) -> str:
   return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if not np.isnan(half) else "")
 
 
-def table(found: list[dict], budgets: dict) -> list[str]:
-  lines = ["| condition | rate | n | test accuracy % | weights left (first layer) | "
-           "locality (7x7) | chance | locality − chance | centred 7x7 | its chance | "
-           "rf size (90%) | chance rf | budget | under-trained? |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  for c in found:
-    budget, mark = studies.budget_cells(budgets, c["sweep_model"], c["condition"])
-    acc = report.fmt_interval(c["test_accuracy"], c["test_accuracy_ci95"])
-    lines.append(f"| {c['label']}{' (un-permuted)' if c['shuffled'] else ''} | "
-                 f"{c['learning_rate']:g} | {c['n']} | {acc} "
-                 f"| {fmt(c, 'weights_left', 4)} | {fmt(c, 'locality')} | {fmt(c, 'chance')} | "
-                 f"{fmt(c, 'excess')} | {fmt(c, 'centred')} | {fmt(c, 'chance_centred')} | "
-                 f"{fmt(c, 'rf', 1)} | {fmt(c, 'chance_rf', 1)} | {budget} | {mark} |")
-  return lines
-
-
-def calibration_table(found: list[dict]) -> list[str]:
-  lines = ["| cell | calibration (outside the project) | here |", "|---|---|---|"]
-  for c in found:
-    cal = c["calibration"]
-    if not cal:
-      continue
-    epochs, acc, zero, loc, chance = cal
-    there = (f"{epochs} epochs" + (f", {100 * acc:.1f}%" if acc else "") +
-             (f", {100 * zero:.1f}% zero" if zero else "") + f", locality {loc} vs chance {chance}")
-    here = (f"{c['epochs']} epochs, rate {c['learning_rate']:g}, "
-            f"{report.fmt_interval(c['test_accuracy'], c['test_accuracy_ci95'])}%, "
-            f"{100 * (1 - c['weights_left']):.1f}% zero, locality {fmt(c, 'locality')} vs "
-            f"chance {fmt(c, 'chance')}; centred window {fmt(c, 'centred')} vs "
-            f"{fmt(c, 'chance_centred')}")
-    lines.append(f"| {c['label']} | {there} | {here} |")
-  return lines
-
-
-def others(found: list[dict]) -> str:
-  """The sentence on the cells other than the 784-512-10 net's, where the grid has them."""
-  nets = {c["net"]: c["num_params"] for c in found if c["model"] not in ("fc",)}
-  if not nets:
-    return ""
-  adam = any(c["optimizer"] == "adam" for c in found)
-  return (" Beside it, at each dataset's budget: " + ", ".join(
-      f"{net} ({int(n):,} params)" for net, n in nets.items()) +
-      " (S-FC and D-FC: the paper's fully connected counterparts of its shallow and deep conv "
-      "nets at width factor α, on 28x28 instead of 32x32; the CNN, the LCN and the 1-D CNN are "
-      "not measured for locality)" + (", and Adam in place of SGD" if adam else "") + ".")
-
-
-def compute(trained: list[dict], searched: list[dict], runs_dir: str) -> str:
-  """The study's compute: its runs' training time summed, the rate search's other candidates
-  beside it, and the CPUs that trained them."""
-  own = {os.path.basename(os.path.normpath(r["workdir"])) for r in trained}
-  extra = [r["workdir"] for r in searched if r["workdir"] not in own]
-  seconds = sum(float(r.get("train_seconds") or 0) for r in trained)
-  for name in extra:
-    path = os.path.join(runs_dir, name, "results.json")
-    if os.path.isfile(path):
-      with open(path) as f:
-        seconds += float(json.load(f).get("train_seconds") or 0)
-  return (f"Compute: {len(trained)} runs" + (f" and {len(extra)} other rate-search candidates"
-                                             if extra else "") +
-          f", {seconds / 3600:.1f} h of training summed (evaluation and the locality measures "
-          f"each epoch not counted), on {studies.cpus(trained)}.")
-
-
-def rates_text(found: list[dict], searched: bool) -> str:
-  """How the cells' rates were set: chosen on validation (the search's table below) or fixed."""
-  rates = sorted({c["learning_rate"] for c in found})
-  if not searched:
-    return f"rate {', '.join(f'{r:g}' for r in rates)}, not searched."
-  return ("each cell's rate chosen on the validation split with seed 0 among 0.02, 0.05 and 0.1 "
-          "around the calibration point's 0.05 (Adam: 3e-4, 1e-3, 3e-3), one step further where "
-          "the best was at an end (table below); the calibration point's 30-epoch cells keep its "
-          "0.05, and a shuffled cell takes the rate chosen for its twin on original pixels "
-          "(training on shuffled pixels is training on the original ones from a permuted "
-          "initialisation: the same problem). Rates the cells ran at: " + ", ".join(f"{r:g}" for r in rates) + ".")
-
-
-def not_run(found: list[dict]) -> str:
-  """What the study's grid leaves out, from the cells it has."""
-  models = {c["model"] for c in found}
-  named = {"s_fc": "the paper's S-FC (model `s_fc`)", "d_fc": "D-FC (model `d_fc`)",
-           "lcn": "the LCN", "cnn": "the seed CNN"}
-  left = [text for model, text in named.items() if model not in models]
-  left += [] if any(c["optimizer"] == "adam" for c in found) else ["Adam"]
-  left += [] if any(c["epochs"] == 30 for c in found) else [
-      "the calibration point's 30-epoch cells"]
-  twins = {(c["lam"], c["shuffled"]): c["learning_rate"] for c in found
-           if c["model"] == "fc" and c["dataset"] == "mnist" and c["lam"] == 4e-4}
-  same = len(set(twins.values())) == 1 and len(twins) == 2
-  return (("Not run: " + ", ".join(left) + ". " if left else "") +
-          ("In the curves, MNIST β-LASSO λ=0.0004 on original pixels lies under its "
-           "shuffled-and-un-permuted twin (the same rate): the symmetry of tests/test_locality.py "
-           "(same seed, same init up to the permutation)." if same else ""))
-
-
 def run(sweep: str | None = None, results_md: str = "", **arguments):
   """The study; `arguments` are engine.run_sweep's (output_dir, runs_dir, executor, seeds, ...).
   Returns the cells."""
-  from research.studies import _locality_plots as plots
+  from research.studies import _locality_page as page, _locality_plots as plots
   result = studies.run_grid("locality", sweep, **arguments)
   rows, output_dir, spec = result.rows, result.output_dir, result.spec
   trained = [r for r in rows if r.get("status") not in ("eval", "failed")]
@@ -301,12 +206,12 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "The calibration point's dense net, 784 → 512 → 10 (`fc` with `mlp_hidden=(512,)`, "
       "407,050 params), trained with SGD (momentum 0.9) or β-LASSO (the same momentum, "
       "β = 50, λ on the kernels of both layers; research/optimizers.py), batch 128, constant "
-      f"rate; {rates_text(found, bool(spec.get('lr_search_rows')))} Budget and seeds "
+      f"rate; {page.rates_text(found, bool(spec.get('lr_search_rows')))} Budget and seeds "
       f"per dataset as they ran: {budget}. λ grid: {', '.join(f'{l:g}' for l in grid_lams)} "
       "(not every λ on every dataset: configs/sweeps/locality.py); λ chosen on the validation "
       "split (5,000 images; MNIST-1D 500 sequences), by mean validation accuracy: "
       + ", ".join(f"{DATASETS.get(k, k)} λ = {v:g}" for k, v in lambdas.items()) + ". "
-      "One fixed pixel permutation (permutation_seed 0) for the shuffled cells." + others(found),
+      "One fixed pixel permutation (permutation_seed 0) for the shuffled cells." + page.others(found),
       "",
       "Locality: for each live hidden unit, the share of its first-layer weight mass (|w|) in "
       f"the best {locality.WINDOW}x{locality.WINDOW} window (1x{locality.WINDOW} on MNIST-1D's "
@@ -319,17 +224,17 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "measured after un-permuting the first layer onto the original grid. The maximum, a "
       f"3x3 conv's exact dense form measured the same way: {reference:.3f}. Intervals: 95% Student t over seeds (locality − chance: of "
       "the per-seed differences).", "",
-      *table(found, budgets), "",
-      compute(trained, spec.get("lr_search_rows", []), result.runner.runs_dir), "",
+      *page.table(found, budgets), "",
+      page.compute(trained, spec.get("lr_search_rows", []), result.runner.runs_dir), "",
       "Next to the calibration point (measured outside the project; epochs differ where the "
       "grid's equal budget is shorter):", "",
-      *calibration_table(found), "",
+      *page.calibration_table(found), "",
       "Where this scale differs from the paper's: MNIST, Fashion-MNIST (28x28, grey) and "
       "MNIST-1D instead of CIFAR-10, CIFAR-100 and SVHN (32x32, colour); the S-FC at α = 4 and "
       "the D-FC at α = 1, with widths computed for 28x28; no batch normalization (the paper's "
       "nets put one, then ReLU, after every layer but the last) and no data augmentation; 10 "
       "epochs (MNIST-1D 100) at a constant rate, far shorter than the paper's training.", "",
-      not_run(found), "",
+      page.not_run(found), "",
       *(["Learning rates on the validation split (seed 0; final validation accuracy %, the chosen "
          "rate in bold):", "", *report.lr_search_table(spec["lr_search_rows"]), ""]
         if spec.get("lr_search_rows") else []),
@@ -367,6 +272,24 @@ def tested(summary: dict) -> list[tuple[str, dict]]:
   (lam, epochs), pair = max((flat or complete).items(), key=lambda kv: (kv[0][1], -kv[0][0]))
   return [(f"MNIST, β-LASSO λ={lam:g}, {epochs} epochs", pair[False]),
           ("the same on shuffled pixels, first layer un-permuted", pair[True])]
+
+
+def verdict_tests(results) -> list:
+  """The locality claim's tests (order 3.5) for the verdict's family (research/studies/
+  _rules.py), where this study ran: for each tested cell, H0 its first layer is no more local
+  than its chance level (one-sided t test of the per-seed locality − chance)."""
+  from research import stats
+  from research.studies._rules import Test
+  s = results.optional_summary("locality")
+  out = []
+  for what, c in (tested(s) if s else []):
+    if c is None or "excess_seeds" not in c:
+      continue
+    m = stats.mean_test(c["excess_seeds"], 0.0)
+    out.append(Test(3.5, f"H0: {what}, is no more local than chance", "threshold",
+                    {**m, "unit": "share", "p": m["p_above"]},
+                    [("locality", c["sweep_model"], c["condition"])]))
+  return out
 
 
 def claims(results) -> list[Claim]:
