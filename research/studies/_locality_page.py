@@ -4,6 +4,7 @@ run (research/studies/locality.py)."""
 import json
 import os
 
+from configs.sweeps.locality import EPOCHS, LONG
 from research import studies
 from research.studies.locality import fmt
 from research.sweeps import report
@@ -83,7 +84,8 @@ def rates_text(found: list[dict], searched: bool) -> str:
           "the best was at an end (table below); the calibration point's 30-epoch cells keep its "
           "0.05, and a shuffled cell takes the rate chosen for its twin on original pixels "
           "(training on shuffled pixels is training on the original ones from a permuted "
-          "initialisation: the same problem). Rates the cells ran at: " + ", ".join(f"{r:g}" for r in rates) + ".")
+          "initialisation: the same problem). Rates the cells ran at: " +
+          ", ".join(f"{r:g}" for r in rates) + ".")
 
 
 def not_run(found: list[dict]) -> str:
@@ -93,10 +95,11 @@ def not_run(found: list[dict]) -> str:
            "lcn": "the LCN", "cnn": "the seed CNN"}
   left = [text for model, text in named.items() if model not in models]
   left += [] if any(c["optimizer"] == "adam" for c in found) else ["Adam"]
-  left += [] if any(c["epochs"] == 30 for c in found) else [
+  left += [] if any(c["epochs"] == LONG for c in found) else [
       "the calibration point's 30-epoch cells"]
   twins = {(c["lam"], c["shuffled"]): c["learning_rate"] for c in found
-           if c["model"] == "fc" and c["dataset"] == "mnist" and c["lam"] == 4e-4}
+           if c["model"] == "fc" and c["dataset"] == "mnist" and c["lam"] == 4e-4
+           and c["epochs"] == EPOCHS}
   same = len(set(twins.values())) == 1 and len(twins) == 2
   return (("Not run: " + ", ".join(left) + ". " if left else "") +
           ("In the curves, MNIST β-LASSO λ=0.0004 on original pixels lies under its "

@@ -51,8 +51,8 @@ def outside(frame, paper: dict) -> list[str]:
     why = (f"its seeds, each with its own permutation, overlap the paper's {ref[0]} ± {ref[1]} "
            f"and span {high - low:.1f} pp: the draw of the permutation moves this cell by as "
            "much as the gap, and the paper's runs had a permutation of their own"
-           if drawn and overlap else f"no seed comes within the paper's {ref[0]} ± {ref[1]}: not explained by the "
-           "draw; the differences below are the candidates")
+           if drawn and overlap else f"no seed comes within the paper's {ref[0]} ± {ref[1]}: "
+           "not explained by the draw; the differences below are the candidates")
     lines.append(f"- {condition}, {model}: seeds {low:.1f}% to {high:.1f}%; {why}.")
   return (["Cells further than 3 pp from the paper:", "", *lines, ""]) if lines else []
 
@@ -62,7 +62,7 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
   Returns (frame of every run, aggregate per model and condition)."""
   from research.studies import verdict
   result = studies.run_grid("mnist1d", sweep, **arguments)
-  spec, rows, output_dir = result.spec, result.rows, result.output_dir
+  rows, output_dir = result.rows, result.output_dir
   frame = report.to_frame(rows)
   agg = report.aggregate(frame)
   curves = report.learning_curves(rows, "test")

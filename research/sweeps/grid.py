@@ -21,7 +21,8 @@ A sweep is a file under configs/sweeps/ whose `get_sweep(arg)` returns a dict:
     lr_search:   {"learning_rates": [3e-4, 1e-3, 3e-3], "seed": 0}  (optional) each cell's
                  learning rate chosen on the validation split first (research/sweeps/
                  lr_search.py; needs validation_size > 0); learning_rates may be
-                 {condition: [...]}: candidates per condition, the others not searched
+                 {condition: [...]}: candidates per condition, the others not searched;
+                 "follow": {condition: twin} gives a condition its twin's chosen rate
 
 `product` and `sweep` build grids the big_vision way. A run's workdir is named
 `{model}-{condition}-s{seed}-{hash of its overrides}`, so sweeps that share a runs_dir share

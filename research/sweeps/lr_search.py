@@ -10,8 +10,8 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
   spec["lr_search"] = {"learning_rates": [...ascending...], "seed": 0, "extend": 2}: every grid
   cell (or, with learning_rates = {condition: [...]}, every cell of those conditions: the others
   keep the rate their overrides give, or with "follow" = {condition: twin} take the rate
-  chosen for their model on the twin condition) trains once per candidate (that seed, the cell's full budget) and keeps the rate with the
-  best final validation accuracy (ties: the smaller rate). A cell whose best rate is the largest
+  chosen for their model on the twin condition) trains once per candidate (that seed, the
+  cell's full budget) and keeps the rate with the best final validation accuracy (ties: the smaller rate). A cell whose best rate is the largest
   (smallest) of its candidates gets the next rate beyond it (continuing the grid's pattern:
   3e-4, 1e-3, 3e-3 -> 1e-2 -> 3e-2), up to `extend` times, so the choice is bracketed rather
   than cut off by the grid. The test split plays no part.
@@ -25,8 +25,8 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
   given, seed = search["learning_rates"], int(search.get("seed", 0))
   extend = int(search.get("extend", 2))
   per_condition = given if isinstance(given, dict) else None
-  cells = [c for c in grid.expand(spec, overrides, [seed])
-           if per_condition is None or c.condition in per_condition]
+  expanded = grid.expand(spec, overrides, [seed])
+  cells = [c for c in expanded if per_condition is None or c.condition in per_condition]
   keys = [(c.model, c.condition) for c in cells]
   candidates = {key: sorted(float(r) for r in (given if per_condition is None else
                                                per_condition[key[1]])) for key in keys}
@@ -87,7 +87,7 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
     mco.setdefault(key, {})["learning_rate"] = lr
   # A condition that follows another (search["follow"] = {condition: twin}) is not searched: each
   # of its cells takes the rate chosen for the same model on the twin condition.
-  for model, condition in {(r.model, r.condition) for r in grid.expand(spec, overrides, [seed])}:
+  for model, condition in {(r.model, r.condition) for r in expanded}:
     twin = search.get("follow", {}).get(condition)
     if twin and (model, twin) in chosen:
       mco.setdefault((model, condition), {})["learning_rate"] = chosen[model, twin]
