@@ -77,6 +77,9 @@ FIELDS = {
                            "nonnegative_int"),
     "rnn_hidden": Field(6, "hidden units of the gru model's cell", "positive_int"),
     "rnn_bidirectional": Field(True, "the gru model reads its sequence both ways", "bool"),
+    "gru_layout": Field("flax", "the gru model's cell and initializers: flax's GRUCell, or "
+                        "PyTorch's GRU and Linear (6 bias vectors a cell, uniform inits)",
+                        ("flax", "torch")),
     "fc_alpha": Field(4, "width factor α of the paper's fully connected nets s_fc, d_fc "
                       "(Neyshabur 2020)", "positive_int"),
     "learning_rate": Field(1e-3, "peak learning rate", "positive"),

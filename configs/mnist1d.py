@@ -3,6 +3,7 @@
   python -m research.main --config=configs/mnist1d.py:mlp --workdir=runs/mnist1d_mlp
   python -m research.main --config=configs/mnist1d.py:cnn --workdir=runs/mnist1d_cnn
   python -m research.main --config=configs/mnist1d.py:gru --workdir=runs/mnist1d_gru
+  python -m research.main --config=configs/mnist1d.py:gru_torch --workdir=runs/mnist1d_gru_torch
 
 The recipe of the MNIST-1D repository (greydanus/mnist1d, notebooks/train.py and models.py;
 read, not run, here): the default dataset (4,000 train / 1,000 test sequences of length 40,
@@ -16,10 +17,13 @@ Models, the repository's (notebooks/models.py):
   :cnn  cnn1d: three Conv1D of 25 channels, kernels 5, 3, 3, stride 2, padding 1, no pooling
         (40 -> 19 -> 10 -> 5), then Dense 125 -> 10: 5,210 parameters.
   :gru  the paper's GRUBase: a GRU of 6 hidden units read both ways along the 40 positions,
-        every step's outputs concatenated (480), then Dense 10; flax's GRUCell has 4 bias
-        vectors where PyTorch's GRU has 6 (5,110 parameters against 5,134).
-Other differences: flax's initializers (lecun normal) instead of PyTorch's, and every epoch
-reshuffled (the paper cycles through the training set in a fixed order).
+        every step's outputs concatenated (480), then Dense 10; flax's GRUCell (4 bias
+        vectors a cell where PyTorch's GRU has 6: 5,110 parameters) and initializers.
+  :gru_torch  the same with PyTorch's cell and initializers (gru_layout "torch": 6 bias
+        vectors a cell, every weight and bias uniform in ±1/√fan): 5,134 parameters, the
+        paper's model as it ran.
+Other differences: flax's initializers (lecun normal) instead of PyTorch's for the MLP and CNN,
+and every epoch reshuffled (the paper cycles through the training set in a fixed order).
 Other variants (debug, runlocal, gpu, tpu) combine with these: `:cnn,debug`.
 """
 from configs import common
@@ -30,6 +34,8 @@ MODELS = {
     "cnn": {"model": "cnn1d", "cnn_features": (25, 25, 25), "cnn1d_kernels": (5, 3, 3),
             "cnn1d_stride": 2, "cnn1d_padding": 1, "cnn_pool": 1},
     "gru": {"model": "gru", "rnn_hidden": 6, "rnn_bidirectional": True},
+    "gru_torch": {"model": "gru", "rnn_hidden": 6, "rnn_bidirectional": True,
+                  "gru_layout": "torch"},
 }
 
 

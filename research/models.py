@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from research import UserError, equivalence
-from research.sequence_models import Conv1DNet, GRUNet
+from research.sequence_models import Conv1DNet, GRUNet, TorchGRUCell
 
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
@@ -283,7 +283,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
         padding=config.cnn1d_padding),
     "gru": lambda config, num_classes, dtype, block: GRUNet(
         hidden=config.rnn_hidden, bidirectional=config.rnn_bidirectional,
-        num_classes=num_classes, dtype=dtype),
+        num_classes=num_classes, dtype=dtype, layout=config.gru_layout),
     # Dense nets whose runs log their first layer's locality (FC; research/locality.py).
     "fc": _fc(lambda config: config.mlp_hidden),
     "s_fc": _fc(lambda config: s_fc_widths(config.fc_alpha)),

@@ -77,6 +77,29 @@ def test_mnist1d_gru_reads_both_ways():
   assert models.count_params(q) == 3 * (1 * 6 + 6 * 6) + 4 * 6 + 240 * 10 + 10
 
 
+def test_mnist1d_gru_torch_is_pytorchs_layout():
+  """configs/mnist1d.py:gru_torch: PyTorch's GRU (6 bias vectors a cell: 5,134 parameters, the
+  paper's count), its weights uniform in ±1/√6 and the classifier's in ±1/√480; one step
+  against PyTorch's equations written out."""
+  from configs import mnist1d
+  model = models.create_model(mnist1d.get_config("gru_torch"), 10)
+  p = _params(model, (40,))
+  assert models.count_params(p) == 5_134
+  leaves = jax.tree_util.tree_leaves({k: v for k, v in p.items() if k != "Dense_0"})
+  assert len(leaves) == 2 * 12 and max(float(np.abs(a).max()) for a in leaves) <= 6 ** -0.5
+  assert float(np.abs(p["Dense_0"]["kernel"]).max()) <= 480 ** -0.5
+  gru = models.TorchGRUCell(3)
+  x, h = jax.random.normal(jax.random.PRNGKey(1), (2, 1)), jax.random.normal(
+      jax.random.PRNGKey(2), (2, 3))
+  q = gru.init(jax.random.PRNGKey(0), h, x)["params"]
+  lin = lambda name, v: v @ np.asarray(q[name]["kernel"]) + np.asarray(q[name]["bias"])
+  sig = lambda v: 1 / (1 + np.exp(-v))
+  r, z = sig(lin("ir", x) + lin("hr", h)), sig(lin("iz", x) + lin("hz", h))
+  n = np.tanh(lin("in", x) + r * lin("hn", h))
+  np.testing.assert_allclose(gru.apply({"params": q}, h, x)[0], (1 - z) * n + z * h,
+                             rtol=1e-5, atol=1e-6)
+
+
 def test_reshape_pool_equals_flax_max_pool():
   x = jax.random.normal(jax.random.PRNGKey(2), (4, 11, 13, 5))  # odd sizes: tails dropped
   ours = models.max_pool(x, 2)

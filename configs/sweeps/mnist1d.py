@@ -1,6 +1,6 @@
 """MNIST-1D with its paper's models and recipe (configs/mnist1d.py), on the default dataset and
 on a shuffle of the 40 positions drawn per seed (train and test, retrained): MLP, 1-D CNN and
-GRU x 5 seeds.
+GRU (flax's cell, and PyTorch's: gru_torch) x 5 seeds.
 
 The rate is the paper's (Adam 1e-2, constant), not chosen on a validation split: the study asks
 whether this project reproduces the paper's table (MLP ~68%, CNN ~94%, GRU ~91%) within 3 pp.

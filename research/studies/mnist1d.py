@@ -1,7 +1,7 @@
 """MNIST-1D with its paper's models and recipe (Greydanus 2020), beside the paper's table.
 
-MLP, 1-D CNN and GRU (configs/mnist1d.py) x {MNIST-1D, a shuffle of its 40 positions drawn per
-seed} x 5 seeds (configs/sweeps/mnist1d.py), the paper's optimizer, rate, batch and steps. Writes
+MLP, 1-D CNN and GRU (flax's cell and PyTorch's; configs/mnist1d.py) x {MNIST-1D, a shuffle of
+its 40 positions drawn per seed} x 5 seeds (configs/sweeps/mnist1d.py), the paper's optimizer, rate, batch and steps. Writes
 results.csv, results.md, summary.json, runs.jsonl and mnist1d_curves.png into --output_dir.
 
   python -m research.studies mnist1d --output_dir docs/studies/mnist1d --runs_dir runs/mnist1d \
@@ -13,7 +13,7 @@ import os
 from research import studies
 from research.sweeps import report
 
-PAPER_NAMES = {"mlp": "MLP", "cnn": "CNN", "gru": "GRU"}
+PAPER_NAMES = {"mlp": "MLP", "cnn": "CNN", "gru": "GRU", "gru_torch": "GRU"}
 WITHIN = 0.03  # reproduced: the mean within 3 pp of the paper's
 
 
@@ -99,12 +99,12 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
            *paper_table(agg, budgets, paper), "", *outside(frame, paper),
            "What differs from the paper (configs/mnist1d.py): the models are the "
            "repository's (MLP with its residual second layer, CNN with strided convolutions, "
-           "GRU read both ways; parameters above), but flax's GRUCell has 4 bias vectors of 6 "
-           "per direction where PyTorch's GRU has 6 (5,134 parameters there); flax's "
-           "initializers instead of PyTorch's (for the GRU: lecun normal input weights, "
-           "orthogonal recurrent weights and zero biases, where PyTorch draws every weight and "
-           "bias uniformly in ±1/√6); batches drawn from a reshuffled epoch instead of "
-           "cycling in a fixed order.", "",
+           "GRU read both ways; parameters above); gru has flax's GRUCell (4 bias vectors a "
+           "cell where PyTorch's has 6) and initializers (lecun normal input weights, "
+           "orthogonal recurrent weights, zero biases), gru_torch PyTorch's cell and "
+           "initializers (every weight and bias uniform in ±1/√6, the classifier's in "
+           "±1/√480), the paper's model as it ran; the MLP and CNN have flax's initializers; "
+           "batches are drawn from a reshuffled epoch instead of cycling in a fixed order.", "",
            "![learning curves](mnist1d_curves.png)"]
   report.publish(output_dir, results_md, "mnist1d", lines, rows)
   return frame, agg
