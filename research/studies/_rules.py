@@ -369,9 +369,11 @@ def protocol(results, cited=("harder", "shuffled", "translation")) -> str:
   by_rate = {}
   for study, name in (("rethinking", "rethinking"), ("efcn", "eFCN"),
                       ("mnist1d", "MNIST-1D")):
-    if os.path.isfile(os.path.join(results.studies_dir, study, "runs.jsonl")):
-      rate = ", ".join(sorted({c["rate"].split(" (")[0]
-                               for c in results.cell_info(study).values()}))
+    if not os.path.isfile(os.path.join(results.studies_dir, study, "runs.jsonl")):
+      continue
+    info = results.cell_info(study).values()
+    if not any(c["rate"].endswith("(chosen on a validation split)") for c in info):
+      rate = ", ".join(sorted({c["rate"].split(" (")[0] for c in info}))
       by_rate.setdefault(rate, []).append(name)
   rest = ("; fixed rates in " + ", ".join(
       f"the {' and '.join(names)} {'studies' if len(names) > 1 else 'study'} ({rate})"

@@ -14,6 +14,7 @@ from research import studies
 from research.sweeps import report
 
 PAPER_NAMES = {"mlp": "MLP", "cnn": "CNN", "gru": "GRU", "gru_torch": "GRU"}
+LABELS = {"gru": "GRU (flax's cell)", "gru_torch": "GRU (PyTorch's cell)"}
 WITHIN = 0.03  # reproduced: the mean within 3 pp of the paper's
 
 
@@ -117,7 +118,7 @@ def notes(results) -> list[tuple[float, list[str]]]:
     return []
   b = summary["budget"]
   cells = "; ".join(
-      f"{c['model'].upper()} on {c['condition']} {report.fmt_interval(c['mean'], c['ci95'])}% "
+      f"{LABELS.get(c['model'], c['model'].upper())} on {c['condition']} {report.fmt_interval(c['mean'], c['ci95'])}% "
       f"(paper {c['paper'][0]} ± {c['paper'][1]}%)" for c in summary["cells"] if c["paper"])
   return [(11, ["", f"The paper's recipe run here (docs/studies/mnist1d: {b['num_train_steps']:,}"
                 f" steps of batch {b['batch_size']}, {b['optimizer']} {b['learning_rate']:g}, "
