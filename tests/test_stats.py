@@ -89,6 +89,17 @@ def test_under_trained_marker_fires_on_a_rising_curve_only():
   assert stats.under_trained([0.1], [0.9])["under_trained"] is None
 
 
+def test_lr_table_marks_a_choice_at_an_end_of_the_candidates():
+  row = lambda m, lr, acc, chosen: {"model": m, "condition": "c", "learning_rate": lr,
+                                    "validation_accuracy": acc, "chosen": chosen}
+  table = [row("a", 1e-3, 0.90, False), row("a", 3e-3, 0.95, True), row("a", 1e-2, 0.91, False),
+           row("b", 1e-3, 0.80, False), row("b", 3e-3, 0.85, False), row("b", 1e-2, 0.88, True)]
+  lines = report.lr_search_table(table)
+  assert lines[2].endswith("| 0.003 |") and lines[3].endswith("| 0.01 ‡ |")
+  assert "1 of 2 cells" in lines[-1]
+  assert not any("‡" in line for line in report.lr_search_table(table[:3]))
+
+
 def test_anchors_are_read_from_their_file(tmp_path, monkeypatch):
   path = tmp_path / "anchors.json"
   path.write_text(json.dumps({"_about": "x", "paper": {"source": "a paper, Table 9",

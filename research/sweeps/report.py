@@ -149,7 +149,8 @@ def markdown_table(agg, by=("model", "condition"), metrics=("test_accuracy", "tr
 
 def lr_search_table(table: list[dict]) -> list[str]:
   """Markdown: per (model, condition), each candidate learning rate's final validation accuracy
-  (seed of the search), the chosen one in bold."""
+  (seed of the search), the chosen one in bold; ‡ marks a choice at an end of the candidates the
+  cell tried (the search had stopped extending: not bracketed)."""
   if not table:
     return []
   rates = sorted(set(r["learning_rate"] for r in table))
@@ -158,6 +159,7 @@ def lr_search_table(table: list[dict]) -> list[str]:
   cells = {}
   for r in table:
     cells.setdefault((r["model"], r["condition"]), {})[r["learning_rate"]] = r
+  unbracketed = 0
   for (model, condition), by_lr in cells.items():
     out, chosen = [], ""
     for lr in rates:
@@ -166,9 +168,14 @@ def lr_search_table(table: list[dict]) -> list[str]:
       text = "" if r is None else "failed" if acc is None else f"{100 * acc:.2f}"
       if r is not None and r["chosen"]:
         text, chosen = f"**{text}**", f"{lr:g}"
+        if len(by_lr) > 1 and lr in (min(by_lr), max(by_lr)):
+          chosen, unbracketed = chosen + " ‡", unbracketed + 1
       out.append(text)
     lines.append(f"| {model} | {condition} | " + " | ".join(out) + f" | {chosen} |")
-  return lines
+  return lines + ([
+      "", f"‡ the best candidate is at an end of those tried ({unbracketed} of {len(cells)} "
+      "cells): the search stopped extending there, so a rate beyond it may do better."]
+                  if unbracketed else [])
 
 
 def learning_curves(rows: list[dict], split: str = "test", records: dict | None = None):
