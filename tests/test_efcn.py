@@ -99,6 +99,18 @@ def test_the_validated_variant_chooses_each_stage_one_rate_on_a_validation_split
                         "learning_rate": [3e-3, 1e-3, 3e-3, 1e-3, 3e-4]})
   assert study.rates_text(frame, searched=True) == (
       "Adam at constant rates chosen on a validation split (mnist: CNN 0.003, dense 0.001; "
-      "fashion_mnist: CNN 0.001, dense 0.0003; the eFCN trains on at its CNN's rate)")
+      "fashion_mnist: CNN 0.001, dense 0.0003; the eFCN, the dense network, trains on at the "
+      "dense rate)")
   assert study.rates_text(frame.assign(learning_rate=1e-3), searched=False) == (
       "Adam at a fixed 0.001 (constant, not searched)")
+  # the eFCN runs start from each CNN run and train on at the dense net's rate of their dataset
+  from research.sweeps import grid
+  runs = [grid.Run(m, c, 0, "configs.mnist_cnn", (("learning_rate", lr), ("model", m)))
+          for m, c, lr in (("cnn", "mnist", 3e-3), ("fcn", "mnist", 1e-4),
+                           ("cnn", "fashion_mnist", 1e-2), ("fcn", "fashion_mnist", 3e-4))]
+  stage2 = study.relax_runs(validated, runs, "/runs")
+  assert len(stage2) == 2 * len(validated["relax"]["epochs"])
+  assert {(r.condition, dict(r.overrides)["learning_rate"]) for r in stage2} == {
+      ("mnist", 1e-4), ("fashion_mnist", 3e-4)}
+  assert {dict(r.overrides)["learning_rate"] for r in study.relax_runs(plain, runs, "/runs")} == {
+      3e-3, 1e-2}  # without a rate_from: the CNN run's own

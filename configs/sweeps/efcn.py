@@ -14,8 +14,8 @@
   --sweep=configs/sweeps/efcn.py:ARG, ARG a comma list of
   quick      a short version for tests (a 1,280-image training subset, one seed, MNIST)
   validated  a 5,000-image validation split held out of the training set, on which each stage-1
-             model's constant rate is chosen (the eFCN trains on at its CNN's rate); without it
-             every run uses Adam 1e-3
+             model's constant rate is chosen; the eFCN, which is the dense network, trains on
+             at the rate chosen for it (relax.rate_from); without it every run uses Adam 1e-3
 
 The CNN is the seed's shape family, narrowed to Conv 8 -> Conv 16 (eFCN 6.9M weights instead of
 the seed's 59M) to fit a shared 2-core CPU: see docs/results.md, eFCN.
@@ -62,6 +62,7 @@ def get_sweep(arg=None):
                         "seed": 0, "extend": 0 if quick else 1}} if validated else {}),
       # Stage 2 (research/studies/efcn.py): eFCN runs from the `from` runs' checkpoints.
       "relax": {"from": "cnn", "epochs": relax_epochs, "steps_per_epoch": steps_per_epoch,
+                **({"rate_from": "fcn"} if validated else {}),
                 "overrides": {"model": "fcn", "num_epochs": train_on,
                               # quick: a checkpoint mid-run, so the test can resume from it
                               "checkpoint_every_steps": 10 if quick else 1000,

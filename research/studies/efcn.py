@@ -25,12 +25,17 @@ LAYERS = ("ConvDense_0", "ConvDense_1")
 
 def relax_runs(spec: dict, runs: list, runs_dir: str) -> list:
   """Stage 2: for every run of model `relax.from` and switch point t, a run of the same config
-  with `relax.overrides`, started from that run's checkpoint at step t * steps_per_epoch."""
+  with `relax.overrides`, started from that run's checkpoint at step t * steps_per_epoch; with
+  `relax.rate_from`, at the learning rate of that model's runs on the same condition (the
+  eFCN is the dense network: the rate chosen for it)."""
   relax = spec["relax"]
+  rates = {r.condition: dict(r.overrides)["learning_rate"] for r in runs
+           if r.model == relax.get("rate_from")}
   out = []
   for run in (r for r in runs if r.model == relax["from"]):
     for t in relax["epochs"]:
       overrides = {**dict(run.overrides), **relax["overrides"],
+                   **({"learning_rate": rates[run.condition]} if run.condition in rates else {}),
                    "init_from": os.path.join(runs_dir, run.name),
                    "init_from_step": int(t * relax["steps_per_epoch"])}
       out.append(grid.Run(f"efcn-t{t}", run.condition, run.seed, run.base,
@@ -160,8 +165,8 @@ def rates_text(frame, searched: bool) -> str:
   chosen = stage1.groupby(["condition", "model"], sort=False)["learning_rate"].first()
   per = "; ".join(f"{d}: CNN {chosen[d, 'cnn']:g}, dense {chosen[d, 'fcn']:g}"
                   for d in dict.fromkeys(stage1["condition"]) if (d, "fcn") in chosen)
-  return (f"Adam at constant rates chosen on a validation split ({per}; the eFCN trains on at "
-          "its CNN's rate)")
+  return (f"Adam at constant rates chosen on a validation split ({per}; the eFCN, the dense "
+          "network, trains on at the dense rate)")
 
 
 def verdict_line(diffs: list[dict], relax: dict, model: str, rates: str) -> str:
