@@ -1,8 +1,9 @@
 """MNIST-1D with its paper's models and recipe (Greydanus 2020), beside the paper's table.
 
 MLP, 1-D CNN and GRU (flax's cell and PyTorch's; configs/mnist1d.py) x {MNIST-1D, a shuffle of
-its 40 positions drawn per seed} x 5 seeds (configs/sweeps/mnist1d.py), the paper's optimizer, rate, batch and steps. Writes
-results.csv, results.md, summary.json, runs.jsonl and mnist1d_curves.png into --output_dir.
+its 40 positions drawn per seed} x 5 seeds (configs/sweeps/mnist1d.py), the paper's optimizer,
+rate, batch and steps. Writes results.csv, results.md, summary.json, runs.jsonl and
+mnist1d_curves.png into --output_dir.
 
   python -m research.studies mnist1d --output_dir docs/studies/mnist1d --runs_dir runs/mnist1d \
       --executor=inline
@@ -118,7 +119,8 @@ def notes(results) -> list[tuple[float, list[str]]]:
     return []
   b = summary["budget"]
   cells = "; ".join(
-      f"{LABELS.get(c['model'], c['model'].upper())} on {c['condition']} {report.fmt_interval(c['mean'], c['ci95'])}% "
+      f"{LABELS.get(c['model'], c['model'].upper())} on {c['condition']} "
+      f"{report.fmt_interval(c['mean'], c['ci95'])}% "
       f"(paper {c['paper'][0]} ± {c['paper'][1]}%)" for c in summary["cells"] if c["paper"])
   return [(11, ["", f"The paper's recipe run here (docs/studies/mnist1d: {b['num_train_steps']:,}"
                 f" steps of batch {b['batch_size']}, {b['optimizer']} {b['learning_rate']:g}, "
