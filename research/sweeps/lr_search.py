@@ -14,7 +14,8 @@ def choose_learning_rates(spec: dict, overrides: dict, execute, log=print, study
   cell's full budget) and keeps the rate with the best final validation accuracy (ties: the
   smaller rate). A cell whose best rate is the largest (smallest) of its candidates gets the
   next rate beyond it (continuing the grid's pattern: 3e-4, 1e-3, 3e-3 -> 1e-2 -> 3e-2), up to
-  `extend` times, so the choice is bracketed rather than cut off by the grid. The test split plays no part.
+  `extend` times, so the choice is bracketed rather than cut off by the grid. The test split
+  plays no part.
 
   `execute(runs) -> {name: outcome}` runs (or reads back) the candidates. Returns a copy of the
   spec whose model_condition_overrides carry the choices, so the cell's run at that seed is the
