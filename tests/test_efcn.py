@@ -61,7 +61,8 @@ def test_efcn_study_maps_trains_and_resumes(mnist, tmp_path, capsys):
     assert end["epoch"] == d["t"] + 1  # R = 1 in the quick sweep
     assert d["efcn_minus_dense"][0] == pytest.approx(
         100 * (end["test_accuracy"] - dense_at[d["t"] + 1]), abs=1e-9)
-  assert "trained t+R epochs" in summary["verdict_line"] and "not searched" in summary["verdict_line"]
+  line = summary["verdict_line"]
+  assert "trained t+R epochs" in line and "not searched" in line
   for name in ("results.csv", "curves.csv", "results.md", "summary.json", "efcn_accuracy.png",
                "efcn_subspaces.png"):
     assert os.path.getsize(os.path.join(out, name)) > 0
@@ -96,11 +97,10 @@ def test_the_validated_variant_chooses_each_stage_one_rate_on_a_validation_split
     sweep.get_sweep("quick,slow")
   frame = pd.DataFrame({"model": ["cnn", "fcn", "efcn-t1", "cnn", "fcn"],
                         "condition": ["mnist"] * 3 + ["fashion_mnist"] * 2,
-                        "learning_rate": [3e-3, 1e-3, 3e-3, 1e-3, 3e-4]})
+                        "learning_rate": [3e-3, 1e-3, 1e-3, 1e-3, 3e-4]})
   assert study.rates_text(frame, searched=True) == (
-      "Adam at constant rates chosen on a validation split (mnist: CNN 0.003, dense 0.001; "
-      "fashion_mnist: CNN 0.001, dense 0.0003; the eFCN, the dense network, trains on at the "
-      "dense rate)")
+      "Adam at constant rates, the CNN's and the dense net's chosen on a validation split (mnist: "
+      "CNN 0.003, dense 0.001, eFCN trained on at 0.001; fashion_mnist: CNN 0.001, dense 0.0003)")
   assert study.rates_text(frame.assign(learning_rate=1e-3), searched=False) == (
       "Adam at a fixed 0.001 (constant, not searched)")
   # the eFCN runs start from each CNN run and train on at the dense net's rate of their dataset

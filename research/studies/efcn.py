@@ -128,7 +128,8 @@ def subspace_table(curve_frame, relax: dict) -> list[str]:
   end = dense[np.isclose(dense["epoch"] - dense["switch"], train_on)]
   cols = [f"outside_{p}/{layer}" for layer in LAYERS for p in ("local", "conv")]
   agg = summarise(end, ["dataset", "model"], cols)
-  head = ["dataset", "run"] + [f"{layer} outside {p}" for layer in LAYERS for p in ("local", "conv")]
+  head = ["dataset", "run"] + [f"{layer} outside {p}"
+                               for layer in LAYERS for p in ("local", "conv")]
   lines = ["| " + " | ".join(head) + " | n |", "|" + "---|" * (len(head) + 1)]
   for _, r in agg.iterrows():
     name = "dense, random init" if r["model"] == "fcn" else f"eFCN from t={switch_of(r['model'])}"
@@ -157,16 +158,19 @@ def state_bytes(run) -> dict:
 
 def rates_text(frame, searched: bool) -> str:
   """How the runs' rates were set: 'Adam at a fixed 0.001 (constant, not searched)', or the
-  rates chosen on the validation split per dataset."""
+  rates chosen on the validation split per dataset and the rate the eFCN runs trained on at."""
   stage1 = frame[frame["model"].isin(["cnn", "fcn"])]
   if not searched:
     return (f"Adam at a fixed {', '.join(f'{v:g}' for v in sorted(set(stage1['learning_rate'])))}"
             " (constant, not searched)")
   chosen = stage1.groupby(["condition", "model"], sort=False)["learning_rate"].first()
+  efcn = frame[frame["model"].str.startswith("efcn-t")].groupby("condition")["learning_rate"]
+  efcn = {d: "/".join(f"{v:g}" for v in sorted(set(rates))) for d, rates in efcn}
   per = "; ".join(f"{d}: CNN {chosen[d, 'cnn']:g}, dense {chosen[d, 'fcn']:g}"
+                  + (f", eFCN trained on at {efcn[d]}" if d in efcn else "")
                   for d in dict.fromkeys(stage1["condition"]) if (d, "fcn") in chosen)
-  return (f"Adam at constant rates chosen on a validation split ({per}; the eFCN, the dense "
-          "network, trains on at the dense rate)")
+  return ("Adam at constant rates, the CNN's and the dense net's chosen on a validation split "
+          f"({per})")
 
 
 def verdict_line(diffs: list[dict], relax: dict, model: str, rates: str) -> str:
