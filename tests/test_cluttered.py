@@ -30,6 +30,13 @@ def test_every_budget_trains_each_model_the_same_epochs_on_its_own_draw():
   part = grid.expand(grid.load_sweep("configs/sweeps/cluttered.py:9,cnn,mlp"), {}, seeds=[0])
   assert sorted((r.model, r.condition) for r in part) == [
       ("cnn", "cluttered 60x60, 9 epochs"), ("mlp", "cluttered 60x60, 9 epochs")]
+  joined = grid.expand(grid.load_sweep("configs/sweeps/cluttered.py:3+9,cnn"), {}, seeds=[0])
+  assert sorted((r.model, r.condition) for r in joined) == sorted(
+      [(m, "cluttered 60x60, 3 epochs") for m in sweep.models()]
+      + [("cnn", "cluttered 60x60, 9 epochs")])
+  assert [r.name for r in joined if r.model == "cnn"] == [
+      r.name for r in grid.expand(spec, {}, seeds=[0]) if r.model == "cnn"
+      and r.condition != sweep.condition_name(27)]  # the same runs as the whole grid's
   with pytest.raises(ValueError, match=r"unknown keys \['gru', 4\]"):
     sweep.get_sweep("4,gru")
 

@@ -16,7 +16,9 @@ study chose here, extended by one beyond an end); 5 seeds.
   python -m research.studies cluttered --output_dir docs/studies/cluttered \
       --runs_dir runs/cluttered
   --sweep=configs/sweeps/cluttered.py:ARG, ARG a comma list of budgets (3, 9, 27; default all)
-  and of models (default all), e.g. 9,cnn,mlp; runs are shared, so the study runs in parts
+  and of models (default all), e.g. 9,cnn,mlp; runs are shared, so the study runs in parts;
+  parts joined by + make one page of the union of their grids, e.g. 3+9,cnn,mlp (every model
+  at 3 epochs, the CNN and the MLP at 9)
   quick      a few steps of the MLPs on a 1,280-image subset, two seeds: the tests
 """
 from configs import mnist_cnn
@@ -48,6 +50,15 @@ def condition_name(epochs: int) -> str:
 
 
 def get_sweep(arg=None):
+  if arg and "+" in arg:
+    if "quick" in arg:
+      raise ValueError("quick is a sweep of its own; it joins no other part")
+    parts = [get_sweep(part) for part in arg.split("+")]
+    spec = parts[0]
+    for part in parts[1:]:
+      spec["conditions"].update(part["conditions"])
+      spec["grid"] += [cell for cell in part["grid"] if cell not in spec["grid"]]
+    return spec
   keys = [k for k in (arg or "").split(",") if k]
   quick = keys == ["quick"]
   known = models()
