@@ -119,3 +119,26 @@ def test_anchors_are_read_from_their_file(tmp_path, monkeypatch):
   from research.studies import _rules
   code = inspect.getsource(verdict) + inspect.getsource(_rules)
   assert "89.05" not in code and "53.35" not in code
+
+
+def test_mnist1d_cells_off_the_paper_are_explained_by_the_draw_the_notebook_or_nothing():
+  from research.studies import mnist1d
+  paper = {"rows": {"MNIST-1D shuffled": {"CNN": [56, 2], "GRU": [57, 2]},
+                    "MNIST-1D": {"MLP": [68, 2]}}}
+  notebook = {"rows": {"MNIST-1D shuffled": {"CNN": 58.7, "GRU": 53.3},
+                       "MNIST-1D": {"MLP": 65.1}}}
+  cell = lambda model, condition, accs: [
+      {"model": model, "condition": condition, "status": "trained", "test_accuracy": a}
+      for a in accs]
+  frame = pd.DataFrame(cell("cnn", "MNIST-1D shuffled", [0.57, 0.60, 0.63])  # draw overlaps
+                       + cell("gru_torch", "MNIST-1D shuffled", [0.51, 0.53, 0.545])  # notebook
+                       + cell("gru", "MNIST-1D shuffled", [0.48, 0.50, 0.52])  # nothing
+                       + cell("mlp", "MNIST-1D", [0.60, 0.61, 0.62]))  # not drawn, no overlap
+  lines = [l for l in mnist1d.outside(frame, paper, notebook) if l.startswith("- ")]
+  assert len(lines) == 4
+  assert "the draw of the permutation moves this cell" in lines[0]
+  assert "notebook run of this recipe ends at 53.3%, inside this cell's seeds" in lines[1]
+  assert "nor reaches the paper's notebook run (53.3%): not explained" in lines[2]
+  assert "nor reaches the paper's notebook run (65.1%): not explained" in lines[3]
+  within = pd.DataFrame(cell("mlp", "MNIST-1D", [0.66, 0.67, 0.68]))
+  assert mnist1d.outside(within, paper, notebook) == []
