@@ -138,7 +138,7 @@ def test_mnist1d_cells_off_the_paper_are_explained_by_the_draw_the_notebook_or_n
   assert len(lines) == 4
   assert "the draw of the permutation moves this cell" in lines[0]
   assert "notebook run of this recipe ends at 53.3%, inside this cell's seeds" in lines[1]
-  assert "nor reaches the paper's notebook run (53.3%): not explained" in lines[2]
-  assert "nor reaches the paper's notebook run (65.1%): not explained" in lines[3]
+  assert "its notebook run (53.3%) is outside them too: not explained" in lines[2]
+  assert "its notebook run (65.1%) is outside them too: not explained" in lines[3]
   within = pd.DataFrame(cell("mlp", "MNIST-1D", [0.66, 0.67, 0.68]))
   assert mnist1d.outside(within, paper, notebook) == []

@@ -67,7 +67,8 @@ def outside(frame, paper: dict, notebook: dict) -> list[str]:
              "what that published run gives at the end of its training")
     else:
       why = (f"no seed comes within the paper's {ref[0]} ± {ref[1]}" +
-             (f" nor reaches the paper's notebook run ({run}%)" if run is not None else "") +
+             (f", and its notebook run ({run}%) is outside them too" if run is not None
+              else "") +
              ": not explained by the draw; the differences below are the candidates")
     lines.append(f"- {condition}, {model}: seeds {low:.1f}% to {high:.1f}%; {why}.")
   return (["Cells further than 3 pp from the paper:", "", *lines, ""]) if lines else []
