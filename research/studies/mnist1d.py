@@ -19,6 +19,11 @@ LABELS = {"gru": "GRU (flax's cell)", "gru_torch": "GRU (PyTorch's cell)"}
 WITHIN = 0.03  # reproduced: the mean within 3 pp of the paper's
 
 
+def anchor(source: dict, condition: str, model: str):
+  """The anchor's number for this project's model on `condition` (None where it has none)."""
+  return source["rows"].get(condition, {}).get(PAPER_NAMES.get(model, ""))
+
+
 def paper_table(agg, budgets, paper: dict, notebook: dict) -> list[str]:
   """One row per cell: this project's mean ± 95% CI, the paper's mean ± std, the gap, whether
   it is within 3 pp, the paper's notebook run, and the cell's budget and under-trained mark
@@ -34,15 +39,10 @@ def paper_table(agg, budgets, paper: dict, notebook: dict) -> list[str]:
         f"| {r['condition']} | {r['model']} | "
         f"{report.fmt_interval(r['test_accuracy_mean'], r['test_accuracy_ci95'])} | "
         f"{f'{ref[0]} ± {ref[1]}' if ref else '—'} | {gap:+.2f} | "
-        f"{'yes' if abs(gap) <= 100 * WITHIN else 'NO'} | {run if run else '—'} | "
+        f"{'yes' if abs(gap) <= 100 * WITHIN else 'NO'} | {run if run is not None else '—'} | "
         f"{int(r['n'])} | " +
         " | ".join(studies.budget_cells(budgets, r["model"], r["condition"])) + " |")
   return lines
-
-
-def anchor(source: dict, condition: str, model: str):
-  """The anchor's number for this project's model on `condition` (None where it has none)."""
-  return source["rows"].get(condition, {}).get(PAPER_NAMES.get(model, ""))
 
 
 def outside(frame, paper: dict, notebook: dict) -> list[str]:
