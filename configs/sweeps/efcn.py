@@ -59,7 +59,7 @@ def get_sweep(arg=None):
                       "fashion_mnist": {"dataset": "fashion_mnist"}}),
       "seeds": [0] if quick else [0, 1, 2, 3, 4],
       **({"lr_search": {"learning_rates": [1e-3, 3e-3] if quick else [3e-4, 1e-3, 3e-3],
-                        "seed": 0, "extend": 0 if quick else 1}} if validated else {}),
+                        "seed": 0, "extend": 0 if quick else 2}} if validated else {}),
       # Stage 2 (research/studies/efcn.py): eFCN runs from the `from` runs' checkpoints.
       "relax": {"from": "cnn", "epochs": relax_epochs, "steps_per_epoch": steps_per_epoch,
                 **({"rate_from": "fcn"} if validated else {}),

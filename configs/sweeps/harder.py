@@ -7,8 +7,7 @@ configs/sweeps/cluttered.py), and {logistic regression, MLP, 1-D CNN} on MNIST-1
 2020; original and shuffled positions). In each dataset every model trains the same epochs
 with the same batch size and optimizer (Adam, cosine decay); its learning rate is chosen per
 model and dataset on a validation split held out of the training set (the test split chooses
-nothing). Seeds: 5 (the LCN 3: each of its runs costs ~2 CNN
-runs on the 60x60 canvas).
+nothing). Seeds: 5 for every model.
 
   python -m research.studies harder --output_dir docs/studies/harder --runs_dir runs/harder
   --sweep=configs/sweeps/harder.py:ARG, ARG one of
@@ -100,7 +99,6 @@ def get_sweep(arg=None):
       "conditions": conditions,
       "grid": grid,
       "seeds": [0, 1] if quick else [0, 1, 2, 3, 4],
-      "model_seeds": {} if quick else {"lcn": [0, 1, 2]},
       # A cell whose best rate is at an end of the candidates gets up to two more beyond it.
       "lr_search": {"learning_rates": {"quick": [1e-3, 3e-3], "mnist_quick": [1e-3]}.get(
           arg, [3e-4, 1e-3, 3e-3]), "seed": 0, "extend": 0 if arg == "mnist_quick" else 2},

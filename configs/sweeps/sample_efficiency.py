@@ -86,6 +86,6 @@ def get_sweep(arg=None):
       "seeds": [0, 1] if quick else [0, 1, 2, 3, 4],
       "seeded_draws": ["transform_seed"],
       "lr_search": {"learning_rates": [1e-3] if quick else [3e-4, 1e-3, 3e-3, 1e-2],
-                    "seed": 0, "extend": 0 if quick else 1},
+                    "seed": 0, "extend": 0 if quick else 2},
       "resources": {"num_cpus": 1},
   }
