@@ -477,7 +477,7 @@ def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   assert ("5 seeds per model, equal epochs within a dataset, learning rates chosen on a "
           "validation split;" in answer and "As learners, no: at equal budgets the seed CNN "
           "beats the seed MLP by +1.20 pp [+0.97, +1.43] on MNIST and +3.00 pp [+2.77, +3.23] on "
-          "Fashion-MNIST, and a 1-D CNN beats it by +30.00 pp [+29.77, +30.23] on MNIST-1D."
+          "Fashion-MNIST, and a 1-D CNN beats an MLP by +30.00 pp [+29.77, +30.23] on MNIST-1D."
           in answer)
   assert ("An MLP as large as the CNN's computation (its multiply-adds per image) narrows the "
           "gap without closing it: CNN − that MLP +0.50 pp [+0.27, +0.73] on MNIST." in answer)

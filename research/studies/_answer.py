@@ -65,11 +65,19 @@ def answer(results: Results) -> str:
     key = ("lcn_narrow" if clutter_study == "cluttered" else "lcn", clutter_condition)
     marker = results.cell_info(clutter_study or "harder").get(key, {}).get("marker") or {}
     rising = ", still rising at the end" if marker.get("under_trained") else ""
-    text += (f", where a locally connected net without shared weights{narrow} is {than} the "
+    text += (f", where a locally connected net without shared weights{narrow} is {than} the seed "
              f"MLP ({_pp_first(lcn)}{rising})")
+    # the cluttered study's MLP of about the half-width LCN's parameters (its multiply-adds
+    # match the half-width CNN's): locality without sharing against a dense net of its size
+    sized = (source("cluttered MNIST 60x60", "lcn_narrow", "mlp_flops_narrow")
+             if clutter_study == "cluttered" else None)
+    if sized:
+      than = {"n.s.": "no better than", "> 0": "better than", "< 0": "worse than"}[
+          sized["verdict"]]
+      text += f" and {than} an MLP of about its parameters ({_pp_first(sized)})"
   one_d = source("MNIST-1D")
   if one_d:
-    verb = "beats it by" if one_d["verdict"] == "> 0" else "differs from it by"
+    verb = "beats an MLP by" if one_d["verdict"] == "> 0" else "differs from an MLP by"
     recipe = (" (its paper's models and recipe)" if sources["MNIST-1D"][0] == "mnist1d" else "")
     text += f", and a 1-D CNN {verb} {_pp_first(one_d)} on MNIST-1D{recipe}"
   text += "."
