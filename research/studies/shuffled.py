@@ -78,11 +78,13 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "cells": [{"model": r["model"], "condition": r["condition"], "mean": r["test_accuracy_mean"],
                  "ci95": r["test_accuracy_ci95"], "n": int(r["n"])} for _, r in agg.iterrows()],
       "effects": found, "epochs": epochs, "command": report.command_line()})
-  lcn_seeds = sorted(set(frame[frame['model'] == 'lcn']['seed']))
-  lcn = (f" (LCN {lcn_seeds})" if lcn_seeds else " (no LCN: its shuffled-pixels cell at equal "
-         "budget is in the harder-task study, on Fashion-MNIST)")
+  seeds, lcn_seeds = (sorted(set(frame[frame["model"].isin(m)]["seed"]))
+                      for m in (set(frame["model"]) - {"lcn"}, {"lcn"}))
+  lcn = ("" if lcn_seeds == seeds else f" (LCN {lcn_seeds})" if lcn_seeds else
+         " (no LCN: its shuffled-pixels cell at equal budget is in the harder-task study, on "
+         "Fashion-MNIST)")
   lines = [f"Command: `{report.command_line()}`", "",
-           f"Dataset {agg.attrs['dataset']}, seeds {sorted(set(frame['seed']))}{lcn}, "
+           f"Dataset {agg.attrs['dataset']}, seeds {seeds}{lcn}, "
            f"{', '.join(map(str, epochs))} epochs for every "
            "model, learning rates chosen on a 5,000-image validation split (below); one fixed "
            "pixel permutation (permutation_seed 0), and in 'MNIST shuffled per seed' each seed's "
