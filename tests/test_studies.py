@@ -34,7 +34,7 @@ def test_grid_helpers_and_run_names():
   harder = grid.expand(grid.load_sweep(os.path.join(ROOT, "configs/sweeps/harder.py")))
   shared = {r.name for r in trans} & set(names) & {r.name for r in harder}
   assert {n.split("-")[0] for n in shared} == {"mlp", "cnn", "lcn"}
-  assert all("-mnist-" in n for n in shared) and len(shared) == 5 + 5 + 3
+  assert all("-mnist-" in n for n in shared) and len(shared) == 5 + 5 + 5
   # A --set override changes the run's identity (e.g. CIFAR-10 runs never reuse MNIST ones).
   cifar = grid.expand(spec, {"dataset": "cifar10"})
   assert not {r.name for r in cifar} & set(names)
