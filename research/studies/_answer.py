@@ -8,6 +8,8 @@ from research.studies import _rules
 from research.studies.verdict import Results, cell, pct
 from research.sweeps import report
 
+THAN = {"n.s.": "no better than", "> 0": "better than", "< 0": "worse than"}  # a gap's verdict
+
 
 def _pp_first(d) -> str:
   """'+1.11 pp [+0.99, +1.24]'; '-0.27 pp, n.s.' when the interval contains zero."""
@@ -60,7 +62,7 @@ def answer(results: Results) -> str:
   lcn = (source("cluttered MNIST 60x60", "lcn_narrow") if clutter_study == "cluttered" else
          gaps.get(("lcn", "cluttered MNIST 60x60")))
   if lcn and cnn and cnn[-1][1] == clutter_where:
-    than = {"n.s.": "no better than", "> 0": "better than", "< 0": "worse than"}[lcn["verdict"]]
+    than = THAN[lcn["verdict"]]
     narrow = " (at half the CNN's widths)" if clutter_study == "cluttered" else ""
     key = ("lcn_narrow" if clutter_study == "cluttered" else "lcn", clutter_condition)
     marker = results.cell_info(clutter_study or "harder").get(key, {}).get("marker") or {}
@@ -72,9 +74,7 @@ def answer(results: Results) -> str:
     sized = (source("cluttered MNIST 60x60", "lcn_narrow", "mlp_flops_narrow")
              if clutter_study == "cluttered" else None)
     if sized:
-      than = {"n.s.": "no better than", "> 0": "better than", "< 0": "worse than"}[
-          sized["verdict"]]
-      text += f" and {than} an MLP of about its parameters ({_pp_first(sized)})"
+      text += f" and {THAN[sized['verdict']]} an MLP of about its parameters ({_pp_first(sized)})"
   one_d = source("MNIST-1D")
   if one_d:
     verb = "beats an MLP by" if one_d["verdict"] == "> 0" else "differs from an MLP by"

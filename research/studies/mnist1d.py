@@ -55,7 +55,8 @@ def outside(frame, paper: dict, notebook: dict) -> list[str]:
   of its twin that runs the paper's model as it ran (AS_IT_RAN) minus it, where that twin ran."""
   lines = []
   trained = frame[frame["status"] != "eval"]
-  for (model, condition), cell in trained.groupby(["model", "condition"], sort=False):
+  cells = dict(list(trained.groupby(["model", "condition"], sort=False)))
+  for (model, condition), cell in cells.items():
     ref, run = anchor(paper, condition, model), anchor(notebook, condition, model)
     if not ref or abs(100 * cell["test_accuracy"].mean() - ref[0]) <= 100 * WITHIN:
       continue
@@ -73,10 +74,9 @@ def outside(frame, paper: dict, notebook: dict) -> list[str]:
              (f", and its notebook run ({run}%) is outside them too" if run is not None
               else "") +
              ": not explained by the draw; the differences below are the candidates")
-      twin = trained[(trained["model"] == AS_IT_RAN.get(model)) &
-                     (trained["condition"] == condition)]["test_accuracy"]
-      if len(twin):
-        d, lo, hi = report.diff_interval(twin, cell["test_accuracy"])
+      twin = cells.get((AS_IT_RAN.get(model), condition))
+      if twin is not None:
+        d, lo, hi = report.diff_interval(twin["test_accuracy"], cell["test_accuracy"])
         why += (f"; {AS_IT_RAN[model]}, the paper's model as it ran, ends "
                 f"{report.fmt_diff(d, lo, hi)} pp above it on the same recipe and seeds (Welch, "
                 "95%)" + (", so the model's own difference accounts for that much of the gap"

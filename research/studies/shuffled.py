@@ -78,8 +78,8 @@ def run(sweep: str | None = None, results_md: str = "", **arguments):
       "cells": [{"model": r["model"], "condition": r["condition"], "mean": r["test_accuracy_mean"],
                  "ci95": r["test_accuracy_ci95"], "n": int(r["n"])} for _, r in agg.iterrows()],
       "effects": found, "epochs": epochs, "command": report.command_line()})
-  seeds, lcn_seeds = (sorted(set(frame[frame["model"].isin(m)]["seed"]))
-                      for m in (set(frame["model"]) - {"lcn"}, {"lcn"}))
+  is_lcn = frame["model"] == "lcn"
+  seeds, lcn_seeds = sorted(set(frame[~is_lcn]["seed"])), sorted(set(frame[is_lcn]["seed"]))
   lcn = ("" if lcn_seeds == seeds else f" (LCN {lcn_seeds})" if lcn_seeds else
          " (no LCN: its shuffled-pixels cell at equal budget is in the harder-task study, on "
          "Fashion-MNIST)")
