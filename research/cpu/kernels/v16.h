@@ -24,7 +24,13 @@ inline v16 Broadcast(float s) { return s - v16{}; }
 // Makes v a register value here. Without it GCC folded loads of a vector that several FMAs share
 // into each FMA (a memory operand: one load per FMA): the kernel gradient's loop, bound by the
 // loads, ran at 2/3 of the speed it has with the vector loaded once.
+// Only where v16 is one register (AVX-512): elsewhere no constraint names a register group, and
+// the kernels that use Pin are not picked there (research/cpu/fused.py's tuned()).
+#if defined(__AVX512F__)
 inline void Pin(v16& v) { asm("" : "+v"(v)); }
+#else
+inline void Pin(v16&) {}
+#endif
 
 }  // namespace research
 
