@@ -12,6 +12,7 @@ from absl import flags
 
 from conftest import ROOT
 from research import UserError, studies
+from research.studies import verdict
 from research.sweeps import executors, grid, report
 
 
@@ -300,11 +301,12 @@ def test_harder_study_chooses_rates_on_validation_and_reports_intervals(tmp_path
 OFFSETS = np.array([0.0, 0.001, -0.001, 0.002, -0.002])
 
 
-def _write_study_files(root, mlp_shuffle_spread=1.0):
+def _write_study_files(root, mlp_shuffle_spread=1.0, cluttered=False):
   """Small result files in the formats the studies write: per-seed results.csv rows, each run's
   record in runs.jsonl (its config and test curve: the budget and under-trained columns), and
   summary.json made from those rows by the studies' own functions. The accuracies are chosen by
-  hand to hit each branch of the verdict rules; no study ran."""
+  hand to hit each branch of the verdict rules; no study ran. `cluttered` adds the cluttered
+  budget study (every cell plateaued at 9 epochs)."""
   from research.studies import harder, shuffled, translation
 
   def mnist_config(epochs=5):
@@ -415,6 +417,15 @@ def _write_study_files(root, mlp_shuffle_spread=1.0):
                                   "split"} if shuffled_ else {})})
   write("locality", rows, recs, {"cells": found, "chosen_lambda": {"mnist": 4e-4},
                                  "conv_reference": 1.0})
+  if cluttered:  # CNN 80%, seed MLP 56%, half-width LCN 62%, the MLP of the LCN's size 66%
+    rows, recs = [], {}
+    for model, acc in (("cnn", 0.80), ("mlp", 0.56), ("mlp_params", 0.60), ("lcn_narrow", 0.62),
+                       ("mlp_flops_narrow", 0.66)):
+      r, rec = runs("cluttered", model, "cluttered 60x60, 9 epochs", acc + OFFSETS,
+                    mnist_config(9), 3861)
+      rows, recs = rows + r, {**recs, **rec}
+    write("cluttered", rows, recs, {"cells": [{**c, "epochs": 9, "under_trained": False}
+                                              for c in cells(report.to_frame(rows))]})
   os.makedirs(root / "rethinking", exist_ok=True)
   (root / "rethinking" / "summary.json").write_text(json.dumps({"cells": []}))
   os.makedirs(root / "params", exist_ok=True)
@@ -495,8 +506,27 @@ def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   assert "## 3. not contradicted" in out.read_text()
 
 
+def test_answer_reads_cluttered_mnist_from_the_budget_study(tmp_path):
+  """With the cluttered budget study present, the answer's cluttered clause comes from its
+  longest plateaued budget and sets the half-width LCN beside the seed MLP and the MLP of its
+  size."""
+  _write_study_files(tmp_path, cluttered=True)
+  readme = tmp_path / "README.md"
+  readme.write_text(f"{verdict.ANSWER_BEGIN}\n{verdict.ANSWER_END}\n")
+  proc = subprocess.run([sys.executable, "-m", "research.studies.verdict",
+                         f"--studies_dir={tmp_path}", f"--output={tmp_path / 'verdict.md'}",
+                         f"--readme={readme}"], capture_output=True, text=True, timeout=120,
+                        cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr
+  answer = " ".join(readme.read_text().split("\n"))
+  assert ("+24.00 pp [+23.77, +24.23] on cluttered 60x60 ones after 9 epochs (+20.00 pp "
+          "[+19.77, +20.23] over an MLP with its parameters), where a locally connected net "
+          "without shared weights (at half the CNN's widths) is better than the seed MLP (+6.00 "
+          "pp [+5.77, +6.23]) and worse than an MLP of about its parameters (-4.00 pp [-4.23, "
+          "-3.77]), and a 1-D CNN" in answer), answer
+
+
 def test_verdict_runs_with_arguments_and_skips_a_readme_without_markers(tmp_path):
-  from research.studies import verdict
   _write_study_files(tmp_path)
   readme = tmp_path / "README.md"
   readme.write_text("# Title\n\nno markers here\n")
