@@ -7,11 +7,9 @@ Child processes (`spawn`) write their output to files, never to pipes that a tes
 to read, and are killed and reaped at the end of the test whatever its outcome.
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -27,19 +25,6 @@ def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: a long end-to-end check (several processes, kills and resumes, a study); "
       "CI runs them all, `bash scripts/test.sh -m 'not slow'` skips them")
-  # One JAX compilation cache for the whole test session (made by the controller, inherited by
-  # the xdist workers and every child process through the environment): the many short runs of
-  # the same small configs compile each program once. A loaded executable is the one its compile
-  # produced. tests/test_threads.py keeps its children off it (its subject is XLA's thread pool).
-  if "JAX_COMPILATION_CACHE_DIR" not in os.environ and not hasattr(config, "workerinput"):
-    config.jax_cache = tempfile.mkdtemp(prefix="dvc-test-jax-cache-")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = config.jax_cache
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-
-
-def pytest_unconfigure(config):
-  if getattr(config, "jax_cache", None):
-    shutil.rmtree(config.jax_cache, ignore_errors=True)
 
 
 def mnist_available() -> tuple[bool, str]:

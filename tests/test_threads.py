@@ -85,12 +85,10 @@ def fused_everywhere():
 
 def _env(threads: int, **extra) -> dict:
   """A child's environment with `threads` in XLA's pool: PJRT_NPROC, and one CPU device (the
-  pool has at least as many threads as devices: conftest's 8 would make it 8 whatever else).
-  Off conftest's compilation cache: each child compiles for its own pool."""
+  pool has at least as many threads as devices: conftest's 8 would make it 8 whatever else)."""
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not f.startswith("--xla_force_host_platform_device_count")]
-  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-  return dict(env, PJRT_NPROC=str(threads), XLA_FLAGS=" ".join(flags), **extra)
+  return dict(os.environ, PJRT_NPROC=str(threads), XLA_FLAGS=" ".join(flags), **extra)
 
 
 def _results_and_params(workdir):
