@@ -12,12 +12,13 @@ FORMULATIONS = ("xla", "im2col", "im2col_bf16", "hybrid", "fused")
 def conv_block(conv_impl: str, platform: str, num_devices: int, parallelism: str):
   """The CNN block for `conv_impl` (one of FORMULATIONS, or 'auto') on `platform`.
 
-  'auto' on CPU: `fused` where its kernels build, else `hybrid`; `hybrid` too under `jit` over
-  several devices, where XLA's partitioner cannot split a kernel's call by batch and would run
-  it whole on every device (pmap and single-device runs call it on each device's own batch).
-  docs/performance.md has the measurements behind this choice.
+  'auto' on CPU: `fused` where its kernels build and were tuned for the CPU (AVX-512), else
+  `hybrid` (elsewhere dense.cc's blocks spill: the MLP's step ran 5x slower than on XLA's dot);
+  `hybrid` too under `jit` over several devices, where XLA's partitioner cannot split a kernel's
+  call by batch and would run it whole on every device (pmap and single-device runs call it on
+  each device's own batch). docs/performance.md has the measurements behind this choice.
   """
-  from research.cpu import blocks, build
+  from research.cpu import blocks, build, fused
   if conv_impl not in FORMULATIONS + ("auto",):
     raise UserError(f"unknown conv_impl {conv_impl!r}; choose 'auto', 'nn.Conv' or one of "
                     f"{FORMULATIONS}")
@@ -35,5 +36,9 @@ def conv_block(conv_impl: str, platform: str, num_devices: int, parallelism: str
       if not ok:
         logging.warning("conv_impl 'auto' uses 'hybrid': the fused kernels are unavailable (%s)",
                         why)
+        conv_impl = "hybrid"
+      elif not fused.tuned():
+        logging.info("conv_impl 'auto' uses 'hybrid': the fused kernels are tuned for AVX-512 "
+                     "CPUs and slower than XLA on this one")
         conv_impl = "hybrid"
   return blocks.CpuBlock(conv_impl)
