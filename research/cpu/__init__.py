@@ -13,7 +13,7 @@ def conv_block(conv_impl: str, platform: str, num_devices: int, parallelism: str
   """The CNN block for `conv_impl` (one of FORMULATIONS, or 'auto') on `platform`.
 
   'auto' on CPU: `fused` where its kernels build and were tuned for the CPU (AVX-512), else
-  `hybrid` (elsewhere dense.cc's blocks spill: the MLP's step ran 5x slower than on XLA's dot);
+  `hybrid` (on an AVX2 CPU the MLP's step ran 5x slower on dense.cc than on XLA's dot);
   `hybrid` too under `jit` over several devices, where XLA's partitioner cannot split a kernel's
   call by batch and would run it whole on every device (pmap and single-device runs call it on
   each device's own batch). docs/performance.md has the measurements behind this choice.

@@ -1,6 +1,7 @@
 """Formulations of nn.Conv's 2-D convolution layer: the same parameters, the same math.
-`config.conv_impl` picks one (research/cpu/__init__.py; 'auto' on CPU is `fused`, research/cpu/
-fused.py, which falls back to `hybrid` for a layer its kernels do not fit):
+`config.conv_impl` picks one (research/cpu/__init__.py; 'auto' on an AVX-512 CPU is `fused`,
+research/cpu/fused.py, which falls back to `hybrid` for a layer its kernels do not fit; on other
+CPUs `hybrid`):
 
   xla          lax.conv_general_dilated (XLA:CPU runs it with Eigen's kernels), the bias added by
                `bias_add`, whose gradient is one matvec: nn.Conv's is a sum over N, H and W that
