@@ -434,14 +434,18 @@ def _write_study_files(root, mlp_shuffle_spread=1.0, cluttered=False):
       "cnn,Conv_1,18496\ncnn,Dense_0,16010\n")
 
 
+def _verdict_command(studies_dir, output, readme) -> list[str]:
+  return [sys.executable, "-m", "research.studies.verdict", f"--studies_dir={studies_dir}",
+          f"--output={output}", f"--readme={readme}"]
+
+
 def test_verdict_applies_its_rules_to_the_result_files(tmp_path):
   _write_study_files(tmp_path)
   out = tmp_path / "verdict.md"
   readme = tmp_path / "README.md"
   readme.write_text("# Title\n\nintro\n<!-- answer:begin (written by python -m "
                     "research.studies.verdict) -->\nold answer\n<!-- answer:end -->\n\n## More\n")
-  cmd = [sys.executable, "-m", "research.studies.verdict", f"--studies_dir={tmp_path}",
-         f"--output={out}", f"--readme={readme}"]
+  cmd = _verdict_command(tmp_path, out, readme)
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr
   text = out.read_text()
@@ -513,10 +517,8 @@ def test_answer_reads_cluttered_mnist_from_the_budget_study(tmp_path):
   _write_study_files(tmp_path, cluttered=True)
   readme = tmp_path / "README.md"
   readme.write_text(f"{verdict.ANSWER_BEGIN}\n{verdict.ANSWER_END}\n")
-  proc = subprocess.run([sys.executable, "-m", "research.studies.verdict",
-                         f"--studies_dir={tmp_path}", f"--output={tmp_path / 'verdict.md'}",
-                         f"--readme={readme}"], capture_output=True, text=True, timeout=120,
-                        cwd=ROOT)
+  proc = subprocess.run(_verdict_command(tmp_path, tmp_path / "verdict.md", readme),
+                        capture_output=True, text=True, timeout=120, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr
   answer = " ".join(readme.read_text().split("\n"))
   assert ("+24.00 pp [+23.77, +24.23] on cluttered 60x60 ones after 9 epochs (+20.00 pp "
