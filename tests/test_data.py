@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -155,9 +156,16 @@ def test_fashion_mnist_after_mnist_in_one_data_dir(mnist):
 
 @pytest.mark.slow
 def test_mnist_after_fashion_mnist_in_a_fresh_data_dir(tmp_path):
-  # The other order, from nothing: Fashion-MNIST prepared first, then MNIST, both offline.
-  for name in ("fashion_mnist", "mnist"):
-    _stage(str(tmp_path), name)
+  # The other order: a data dir where Fashion-MNIST was prepared first (its prepared and
+  # extracted folders copied from the staged data dir, where data.load_tfds left them), then
+  # MNIST prepared there from nothing but its archives, offline.
+  staged = os.environ["TFDS_DATA_DIR"]
+  if not os.path.isdir(data.manual_dir(staged, "fashion_mnist")):
+    pytest.skip("Fashion-MNIST archives not staged (scripts/env.sh stages them)")
+  data.load_tfds("fashion_mnist")  # prepared in the staged dir if it was not already
+  for folder in ("fashion_mnist", os.path.join("downloads", "fashion_mnist")):
+    shutil.copytree(os.path.join(staged, folder), tmp_path / folder, symlinks=True)
+  _stage(str(tmp_path), "mnist")
   _is_fashion(data.load_tfds("fashion_mnist", str(tmp_path)))
   digits = data.load_tfds("mnist", str(tmp_path))
   assert np.bincount(digits.test_labels, minlength=10).tolist() == data.TEST_CLASS_COUNTS["mnist"]
