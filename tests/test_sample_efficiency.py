@@ -55,6 +55,18 @@ def test_the_sweep_trains_every_size_the_same_steps_with_4_to_20_evaluations():
   assert study.n_train(spec["conditions"]["MNIST n=all"]) == 55000
 
 
+def test_the_lcn_can_be_left_out_everywhere_or_on_one_dataset():
+  models = lambda arg: {(study.split_condition(g["condition"])[0], g["model"])
+                        for g in sweep.get_sweep(arg)["grid"]}
+  assert ("Fashion-MNIST", "lcn") in models("mnist,fashion")
+  assert not any(m == "lcn" for _, m in models("mnist,fashion,no_lcn"))
+  only_mnist = models("mnist,fashion,mnist1d,no_lcn_fashion")
+  assert ("MNIST", "lcn") in only_mnist and ("Fashion-MNIST", "lcn") not in only_mnist
+  assert ("Fashion-MNIST", "cnn") in only_mnist and ("MNIST-1D", "cnn1d") in only_mnist
+  with pytest.raises(ValueError, match="no_lcn_cifar"):
+    sweep.get_sweep("mnist,no_lcn_cifar")
+
+
 def test_differences_per_size():
   rows = [{"model": m, "condition": "MNIST n=500", "seed": s, "test_accuracy": a + d}
           for m, a in (("cnn", 0.95), ("mlp", 0.85)) for s, d in enumerate((0, 0.01, -0.01))]

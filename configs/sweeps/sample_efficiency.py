@@ -15,6 +15,7 @@ the epochs are many.
   mnist, fashion, mnist1d   those datasets (default: all three); runs are shared, so a study can
                             run in parts and then once whole
   no_lcn                    without the LCN (its runs cost the most)
+  no_lcn_fashion            without the LCN on that dataset only (no_lcn_mnist likewise)
   quick                     MNIST, two sizes, MLP and matched MLP, few steps: the tests
 """
 from configs import mnist1d, mnist_cnn
@@ -51,12 +52,15 @@ def condition_name(label: str, size: int) -> str:
 
 def get_sweep(arg=None):
   keys = [k for k in (arg or "").split(",") if k]
-  quick, no_lcn = "quick" in keys, "no_lcn" in keys
-  keys = [k for k in keys if k not in ("quick", "no_lcn")] or (["mnist"] if quick else
-                                                               list(DATASETS))
-  unknown = [k for k in keys if k not in DATASETS]
+  known = {"quick", "no_lcn", *DATASETS, *(f"no_lcn_{k}" for k in DATASETS)}
+  unknown = [k for k in keys if k not in known]
   if unknown:
-    raise ValueError(f"unknown keys {unknown}; choose from {list(DATASETS)}, no_lcn, quick")
+    raise ValueError(f"unknown keys {unknown}; choose from {list(DATASETS)}, no_lcn, "
+                     "no_lcn_DATASET, quick")
+  quick = "quick" in keys
+  without_lcn = set(DATASETS) if "no_lcn" in keys else {
+      k[len("no_lcn_"):] for k in keys if k.startswith("no_lcn_")}
+  keys = [k for k in keys if k in DATASETS] or (["mnist"] if quick else list(DATASETS))
   conditions, grid = {}, []
   for key in keys:
     label, dataset, full = DATASETS[key]
@@ -66,7 +70,7 @@ def get_sweep(arg=None):
     batch = BATCH_1D if one_d else BATCH
     validation = VALIDATION_1D if one_d else VALIDATION
     names = (("mlp_1d", "cnn1d") if one_d else ("mlp", "mlp_params") if quick else
-             ("mlp", "mlp_params", "cnn") + (() if no_lcn else ("lcn",)))
+             ("mlp", "mlp_params", "cnn") + (() if key in without_lcn else ("lcn",)))
     for size in sizes:
       name = condition_name(label, size)
       conditions[name] = {
