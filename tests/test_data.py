@@ -146,11 +146,18 @@ def _is_fashion(ds):
   assert ds.train_images.mean() > 60  # Fashion-MNIST's mean pixel is ~72.9, MNIST's ~33.3
 
 
+def _staged_fashion_dir() -> str:
+  """The test run's data dir; skips where Fashion-MNIST's archives are not staged in it."""
+  staged = os.environ["TFDS_DATA_DIR"]
+  if not os.path.isdir(data.manual_dir(staged, "fashion_mnist")):
+    pytest.skip("Fashion-MNIST archives not staged (scripts/env.sh stages them)")
+  return staged
+
+
 def test_fashion_mnist_after_mnist_in_one_data_dir(mnist):
   # The test run's data dir, where the `mnist` fixture prepared MNIST first: Fashion-MNIST's
   # archives have the same file names, and it must still come out as Fashion-MNIST.
-  if not os.path.isdir(data.manual_dir(os.environ["TFDS_DATA_DIR"], "fashion_mnist")):
-    pytest.skip("Fashion-MNIST archives not staged (scripts/env.sh stages them)")
+  _staged_fashion_dir()
   _is_fashion(data.load_tfds("fashion_mnist"))
 
 
@@ -159,9 +166,7 @@ def test_mnist_after_fashion_mnist_in_a_fresh_data_dir(tmp_path):
   # The other order: a data dir where Fashion-MNIST was prepared first (its prepared and
   # extracted folders copied from the staged data dir, where data.load_tfds left them), then
   # MNIST prepared there from nothing but its archives, offline.
-  staged = os.environ["TFDS_DATA_DIR"]
-  if not os.path.isdir(data.manual_dir(staged, "fashion_mnist")):
-    pytest.skip("Fashion-MNIST archives not staged (scripts/env.sh stages them)")
+  staged = _staged_fashion_dir()
   data.load_tfds("fashion_mnist")  # prepared in the staged dir if it was not already
   for folder in ("fashion_mnist", os.path.join("downloads", "fashion_mnist")):
     shutil.copytree(os.path.join(staged, folder), tmp_path / folder, symlinks=True)
