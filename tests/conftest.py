@@ -7,9 +7,11 @@ Child processes (`spawn`) write their output to files, never to pipes that a tes
 to read, and are killed and reaped at the end of the test whatever its outcome.
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -25,6 +27,20 @@ def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: a long end-to-end check (several processes, kills and resumes, a study); "
       "CI runs them all, `bash scripts/test.sh -m 'not slow'` skips them")
+  if not hasattr(config, "workerinput"):  # the main pytest process, before xdist starts workers
+    # One persistent compilation cache for the whole run (workers and the processes the tests
+    # start inherit it): the many short runs of the same models load their programs instead of
+    # compiling them again. A cached executable is the one a compile produces: same numbers.
+    # Removed at the end, so runs never read one left from other code.
+    config.jax_cache_dir = tempfile.mkdtemp(prefix="dvc-test-jax-cache-")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=config.jax_cache_dir,
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def pytest_unconfigure(config):
+  if getattr(config, "jax_cache_dir", None):
+    shutil.rmtree(config.jax_cache_dir, ignore_errors=True)
 
 
 def mnist_available() -> tuple[bool, str]:

@@ -88,7 +88,9 @@ def _env(threads: int, **extra) -> dict:
   pool has at least as many threads as devices: conftest's 8 would make it 8 whatever else)."""
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not f.startswith("--xla_force_host_platform_device_count")]
-  return dict(os.environ, PJRT_NPROC=str(threads), XLA_FLAGS=" ".join(flags), **extra)
+  env = dict(os.environ, PJRT_NPROC=str(threads), XLA_FLAGS=" ".join(flags), **extra)
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)  # each child compiles its own programs
+  return env
 
 
 def _results_and_params(workdir):
