@@ -1,10 +1,13 @@
-"""The fast paths compute what the plain path computes: fused (unrolled) multi-step calls and
-Eigen's convolution kernels instead of YNNPACK's."""
+"""The fast paths compute what the plain path computes: fused (unrolled) multi-step calls,
+Eigen's convolution kernels instead of YNNPACK's, and the straight-line threefry hash."""
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import optax
 
-from conftest import tiny_config
+from conftest import ROOT, tiny_config
 from research import experiment, models, parallel, train
 
 
@@ -81,3 +84,34 @@ def test_eigen_and_ynnpack_kernels_compute_the_same_cnn_gradients(mnist):
     assert abs(float(loss) - ref_loss) <= 1e-5 * abs(ref_loss), name
     for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
       np.testing.assert_allclose(g, r, rtol=0, atol=1e-4 * np.abs(r).max(), err_msg=name)
+
+
+# Random draws of every kind the runs make: whether threefry lowers to a loop here, and a digest
+# of the draws' bits.
+_DRAWS = r"""
+import hashlib, jax, numpy as np
+k = jax.random.PRNGKey(7)
+loop = "while" in jax.jit(lambda k: jax.random.bits(k, (8,))).lower(k).as_text()
+draws = [jax.random.normal(k, (3, 1001)), jax.random.truncated_normal(k, -2.0, 2.0, (5, 7)),
+         jax.random.permutation(jax.random.fold_in(k, 3), 60000), jax.random.bits(k, (777,)),
+         jax.random.key_data(jax.random.split(k, 5)), jax.random.randint(k, (9,), -6, 7),
+         jax.random.uniform(k, (11,))]
+print(loop, hashlib.sha256(b"".join(np.asarray(d).tobytes() for d in draws)).hexdigest())
+"""
+
+
+def _draws(imports: str) -> tuple[str, str]:
+  proc = subprocess.run([sys.executable, "-c", imports + _DRAWS], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return tuple(proc.stdout.split())
+
+
+def test_straight_line_threefry_gives_jaxs_own_bits():
+  # research.parallel lowers threefry for CPU as straight-line code (XLA:CPU compiles it several
+  # times faster than JAX's CPU loop; scripts/profile_compile.py): the draws must be the bits of
+  # JAX's default, taken from a process that imports research but not research.parallel.
+  _, default_bits = _draws("import research; ")
+  loop, bits = _draws("import research.parallel; ")
+  assert loop == "False", "threefry still lowers to a loop on CPU"
+  assert bits == default_bits
