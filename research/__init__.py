@@ -9,6 +9,7 @@ research.studies (one module per study, the verdict), research.tpu (slices, pref
 from research import machine
 
 machine.fix_xla_threads()  # same bits on any number of cores (docs/runs.md, Determinism)
+machine.unroll_threefry_on_cpu()  # random draws compile faster, same bits (docs/performance.md)
 
 
 class UserError(Exception):

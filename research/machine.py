@@ -1,5 +1,6 @@
 """What this machine's CPU is, read once from /proc/cpuinfo: its model name and the vector
-extensions that decide which kernels XLA:CPU and research/cpu run fast."""
+extensions that decide which kernels XLA:CPU and research/cpu run fast; and the two XLA:CPU
+settings importing `research` makes for every process (its thread pool, the threefry lowering)."""
 import functools
 import os
 import platform
@@ -46,3 +47,23 @@ def fix_xla_threads() -> None:
 def xla_threads(cpu_devices: int = 1) -> int:
   """The size of XLA:CPU's pool: PJRT_NPROC, and never fewer than the CPU devices."""
   return max(int(os.environ.get("PJRT_NPROC") or os.cpu_count() or 1), cpu_devices)
+
+
+def unroll_threefry_on_cpu() -> bool:
+  """Lowers JAX's threefry hash (every jax.random draw: inits, shuffles, augmentations) for CPU
+  as straight-line code instead of JAX's CPU default, a 5-iteration loop; True if it took.
+
+  XLA:CPU compiles the loop several times slower and runs it no faster (docs/performance.md,
+  scripts/profile_compile.py). Both forms are the same uint32 adds, rotations and xors in the
+  same order: the same bits (tests/test_fast_paths.py). The straight-line form is JAX's own
+  lowering for the other backends, reached through private modules: a jax without them keeps
+  its default. Importing `research` calls it; it takes effect for programs lowered after.
+  """
+  try:
+    from jax._src.interpreters import mlir
+    from jax._src.random import threefry2x32
+    rule, primitive = threefry2x32._threefry2x32_lowering_rule, threefry2x32.threefry2x32_p
+  except (ImportError, AttributeError):
+    return False
+  mlir.register_lowering(primitive, rule, platform="cpu")
+  return True

@@ -32,29 +32,6 @@ _YNNPACK_OFF = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _YNNPACK_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
-def unroll_threefry_on_cpu() -> bool:
-  """Lowers JAX's threefry hash (every jax.random draw: inits, shuffles, augmentations) for CPU
-  as straight-line code instead of JAX's CPU default, a 5-iteration loop; True if it took.
-
-  XLA:CPU compiles the loop several times slower and runs it no faster (docs/performance.md,
-  scripts/profile_compile.py). Both forms are the same uint32 adds, rotations and xors in the
-  same order: the same bits (tests/test_fast_paths.py). The straight-line form is JAX's own
-  lowering for the other backends, reached through private modules: a jax without them keeps
-  its default.
-  """
-  try:
-    from jax._src.interpreters import mlir
-    from jax._src.random import threefry2x32
-    rule, primitive = threefry2x32._threefry2x32_lowering_rule, threefry2x32.threefry2x32_p
-  except (ImportError, AttributeError):
-    return False
-  mlir.register_lowering(primitive, rule, platform="cpu")
-  return True
-
-
-unroll_threefry_on_cpu()
-
-
 @functools.lru_cache(maxsize=None)
 def _ynnpack_option_exists() -> bool:
   try:

@@ -1,5 +1,5 @@
 """How long XLA:CPU takes to compile JAX's random draws, with the threefry hash as JAX lowers it
-for CPU by default (a loop of 5 rounds) and as research/parallel.py lowers it (straight-line
+for CPU by default (a loop of 5 rounds) and as importing research lowers it (straight-line
 code, JAX's lowering for other backends); a profile, not a test.
 
   python scripts/profile_compile.py [--repeats=5]
@@ -20,7 +20,7 @@ from jax._src.interpreters import mlir
 from jax._src.random import threefry2x32
 
 from configs import mnist_cnn, mnist_mlp
-from research import models, parallel
+from research import machine, models
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 5, "Compiles per form and program.")
@@ -49,7 +49,7 @@ def _programs(repeat: int):
 
 def main(argv):
   del argv
-  if not parallel.unroll_threefry_on_cpu():
+  if not machine.unroll_threefry_on_cpu():
     raise SystemExit("error: this jax has no straight-line threefry lowering to compare")
   seconds, digests = {}, {}
   for repeat in range(FLAGS.repeats):
