@@ -164,7 +164,7 @@ def judge(found: list[Claim], results: Results):
   for claim in found:
     if claim.order == 7:
       claim.evidence.append(
-          f"CIFAR-10 (not measurable offline here; {zhang['source']}; {zhang['budget']}): " +
+          f"CIFAR-10 (not in the offline data; {zhang['source']}; {zhang['budget']}): " +
           "; ".join(f"{setting}: " + ", ".join(f"{k} {v}%" for k, v in row.items())
                     for setting, row in zhang["rows"].items()) + f" ({zhang['taken']}).")
   return tests
